@@ -1,0 +1,233 @@
+"""Engine and session factory, dialect capabilities, and schema migration.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout, and every
+transaction starts with ``BEGIN IMMEDIATE`` so two processes queue for the write lock
+instead of failing with "database is locked" half-way through a transaction.
+PostgreSQL goes through psycopg 3 with a pool sized by ``database.max_connections``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session
+
+from schedd.errors import Unavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(url: str) -> str:
+    """The SQLAlchemy URL for a user's database URL (postgres:// -> psycopg 3)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass
+class Database:
+    """An engine plus what the rest of the code needs to know about its dialect."""
+
+    engine: Engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @property
+    def supports_skip_locked(self) -> bool:
+        return self.is_postgres
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def now(self) -> datetime:
+        """The database's clock (heartbeat ages are judged by it, not by a host's)."""
+        with self.engine.connect() as conn:
+            if self.is_postgres:
+                value = conn.execute(sa.text("SELECT now()")).scalar_one()
+                return value.astimezone(UTC)  # type: ignore[no-any-return]
+        # SQLite runs in this process: its clock is this host's.
+        return datetime.now(UTC)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_path(url: sa.URL) -> str | None:
+    db = url.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return db
+
+
+def create_database(
+    url: str, *, max_connections: int = 10, connection_timeout: float = 30.0
+) -> Database:
+    """Build the engine for ``url`` (sqlite:///path or postgresql://...)."""
+    sa_url = make_url(normalize_url(url))
+    if sa_url.get_backend_name() == "sqlite":
+        return Database(_sqlite_engine(sa_url, connection_timeout))
+    if sa_url.get_backend_name() == "postgresql":
+        engine = sa.create_engine(
+            sa_url,
+            pool_size=max_connections,
+            max_overflow=0,
+            pool_timeout=connection_timeout,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": max(1, int(connection_timeout))},
+        )
+        return Database(engine)
+    raise Unavailable(f"unsupported database backend {sa_url.get_backend_name()!r}")
+
+
+def _sqlite_engine(sa_url: sa.URL, connection_timeout: float) -> Engine:
+    path = _sqlite_path(sa_url)
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if path is None:
+        # One shared in-memory database for the whole process (tests).
+        kwargs["poolclass"] = StaticPool
+    else:
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(sa_url, **kwargs)
+    busy_ms = max(SQLITE_BUSY_TIMEOUT_MS, int(connection_timeout * 1000))
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN, not the sqlite3 module.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        if path is not None:
+            cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+# --- migrations -------------------------------------------------------------------
+
+
+class SchemaBehind(Unavailable):
+    """The database schema is older than this version of sched needs."""
+
+
+def migrations_dir() -> Path:
+    """Where the Alembic scripts are: inside the installed package."""
+    return Path(str(resources.files("schedd.migrations")))
+
+
+def alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(db: Database) -> str | None:
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade the schema to ``revision``; returns (before, after) revisions."""
+    before = current_revision(db)
+    with db.engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+    return before, current_revision(db)
+
+
+def downgrade(db: Database, revision: str = "base") -> None:
+    with db.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), revision)
+
+
+def check_schema(db: Database) -> None:
+    """Raise SchemaBehind unless the database is at this code's head revision."""
+    try:
+        current = current_revision(db)
+    except sa.exc.OperationalError as exc:
+        raise Unavailable(f"cannot reach the database: {_short(exc)}") from exc
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaBehind(
+            "the database has no sched schema yet: run `schedd migrate` to create it"
+        )
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if current not in known:
+        raise SchemaBehind(
+            f"the database schema is at revision {current}, which this schedd does not know "
+            f"(a newer version migrated it); upgrade schedd"
+        )
+    raise SchemaBehind(
+        f"the database schema is at revision {current} but this schedd needs {head}: "
+        f"run `schedd migrate`"
+    )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", exc)) or exc.__class__.__name__
+    return text.strip().splitlines()[0]
+
+
+def describe_url(url: str) -> str:
+    """The URL with any password hidden, for logs."""
+    try:
+        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<invalid database URL>"
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file path of a SQLite URL, or None."""
+    sa_url = make_url(normalize_url(url))
+    if sa_url.get_backend_name() != "sqlite":
+        return None
+    path = _sqlite_path(sa_url)
+    return os.path.abspath(os.path.expanduser(path)) if path else None

@@ -1,0 +1,344 @@
+"""Database tables (SQLModel) and the enums they use.
+
+Field names follow the seed's data model exactly; additions are documented inline.
+Schema changes go through Alembic migrations only (``migrations/``); a test fails
+when these models and the migrations drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from schedd.types import UTCDateTime, json_type, utcnow
+
+# Naming convention so that migrations name constraints the same on every dialect.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Executor(StrEnum):
+    shell = "shell"
+    python = "python"
+    http = "http"
+
+
+class Priority(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Higher claims first: critical 3 > high 2 > normal 1 > low 0."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.low: 0, Priority.normal: 1, Priority.high: 2, Priority.critical: 3}
+
+
+class TaskStatus(StrEnum):
+    active = "active"
+    paused = "paused"
+
+
+class ConcurrencyPolicy(StrEnum):
+    allow = "allow"
+    forbid = "forbid"
+    replace = "replace"
+
+
+class MisfirePolicy(StrEnum):
+    fire_once = "fire_once"
+    skip = "skip"
+    fire_all = "fire_all"
+
+
+class RunStatus(StrEnum):
+    waiting = "waiting"  # created, not yet claimable (a retry waiting out its delay)
+    pending = "pending"  # claimable; handed to the broker
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    timeout = "timeout"
+    cancelled = "cancelled"
+    lost = "lost"
+    skipped = "skipped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_RUN_STATUSES
+
+
+TERMINAL_RUN_STATUSES = frozenset(
+    {
+        RunStatus.completed,
+        RunStatus.failed,
+        RunStatus.timeout,
+        RunStatus.cancelled,
+        RunStatus.lost,
+        RunStatus.skipped,
+    }
+)
+ACTIVE_RUN_STATUSES = frozenset({RunStatus.waiting, RunStatus.pending, RunStatus.running})
+
+
+class Trigger(StrEnum):
+    schedule = "schedule"
+    manual = "manual"
+    dependency = "dependency"
+    retry = "retry"
+
+
+class WorkerStatus(StrEnum):
+    active = "active"
+    draining = "draining"
+    offline = "offline"
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(
+        default=None,
+        sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index),
+    )
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+def _json(default_factory: Any) -> Any:
+    return Field(default_factory=default_factory, sa_column=sa.Column(json_type(), nullable=False))
+
+
+class Task(SQLModel, table=True):
+    """A job definition: what to run, how, and when."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # The scheduler's hot path: due active tasks ordered by next_run_at.
+        sa.Index("ix_tasks_due", "status", "next_run_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    description: str = Field(default="", sa_type=sa.Text)
+    task_type: str = Field(max_length=64)
+    executor: str = Field(max_length=16)
+    command: str = Field(sa_type=sa.Text)
+    arguments: list[str] = _json(list)
+    schedule: str | None = Field(default=None, max_length=256)
+    timezone: str = Field(default="UTC", max_length=64)
+    priority: str = Field(default=Priority.normal.value, max_length=16)
+    retry_count: int = Field(default=0)
+    retry_delay_seconds: float = Field(default=10.0)
+    timeout_seconds: int | None = Field(default=None)
+    status: str = Field(default=TaskStatus.active.value, max_length=16)
+    concurrency_policy: str = Field(default=ConcurrencyPolicy.allow.value, max_length=16)
+    misfire_policy: str = Field(default=MisfirePolicy.fire_once.value, max_length=16)
+    tags: list[str] = _json(list)
+    # "metadata" is reserved by SQLAlchemy's declarative base; the column keeps the name.
+    metadata_: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column("metadata", json_type(), nullable=False)
+    )
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    last_run_at: datetime | None = _ts()
+    next_run_at: datetime | None = _ts()
+
+
+class TaskDependency(SQLModel, table=True):
+    """Edge task_id -> depends_on_id: task_id runs after depends_on_id completes.
+
+    Stored as rows (not a JSON list) so the database refuses edges to missing tasks and
+    the scheduler can find a task's dependents with an index.
+    """
+
+    __tablename__ = "task_dependencies"
+
+    task_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    depends_on_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer,
+            sa.ForeignKey("tasks.id", ondelete="RESTRICT"),
+            primary_key=True,
+            index=True,
+        )
+    )
+
+
+class TaskRun(SQLModel, table=True):
+    """One execution (attempt) of a task."""
+
+    __tablename__ = "task_runs"
+    __table_args__ = (
+        # A scheduled time (or a dependency release) fires at most once per task, however
+        # many schedulers race for it.
+        sa.Index(
+            "uq_task_runs_task_id_scheduled_for",
+            "task_id",
+            "scheduled_for",
+            unique=True,
+            sqlite_where=sa.text("\"trigger\" IN ('schedule', 'dependency')"),
+            postgresql_where=sa.text("\"trigger\" IN ('schedule', 'dependency')"),
+        ),
+        # Claim order: claimable runs by priority then age.
+        sa.Index("ix_task_runs_claim", "status", "task_type", "priority", "id"),
+        sa.Index("ix_task_runs_task_id_id", "task_id", "id"),
+        sa.Index("ix_task_runs_worker_id_status", "worker_id", "status"),
+        sa.Index("ix_task_runs_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    worker_id: str | None = Field(default=None, max_length=200)
+    status: str = Field(default=RunStatus.pending.value, max_length=16)
+    started_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    result: str | None = Field(default=None, sa_type=sa.Text)
+    error_message: str | None = Field(default=None, sa_type=sa.Text)
+    retry_count: int = Field(default=0)  # attempt number, 0 first
+    exit_code: int | None = Field(default=None)
+    execution_time: float | None = Field(default=None)
+    scheduled_for: datetime | None = _ts()
+    trigger: str = Field(default=Trigger.manual.value, max_length=16)
+    created_at: datetime = _created()
+    # Additions beyond the seed:
+    task_type: str = Field(max_length=64)  # copied from the task: routing key
+    priority: int = Field(default=1)  # Priority.rank, copied from the task
+    arguments: list[str] | None = Field(
+        default=None, sa_column=sa.Column(json_type(), nullable=True)
+    )  # per-run override from a manual trigger; None = the task's
+    not_before: datetime | None = _ts()  # a waiting run becomes pending at this time
+    claim: int = Field(default=0)  # incremented at each claim: part of the write fence
+    dispatched_at: datetime | None = _ts()  # last hand-over to the broker (outbox)
+    heartbeat_at: datetime | None = _ts()  # last progress report by its worker
+    cancel_requested: bool = Field(default=False)
+    parent_run_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.Integer,
+            sa.ForeignKey("task_runs.id", ondelete="SET NULL"),
+            nullable=True,
+            unique=True,  # a run is retried at most once, however many reapers race
+        ),
+    )
+    output_bytes: int = Field(default=0)  # bytes of output seen (before the cap)
+
+
+class RunOutput(SQLModel, table=True):
+    """Captured output of a run, stored in ordered chunks so it can be followed."""
+
+    __tablename__ = "run_output"
+    __table_args__ = (sa.UniqueConstraint("run_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("task_runs.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    seq: int
+    offset: int  # byte offset of this chunk in the stored output
+    data: str = Field(sa_type=sa.Text)
+    created_at: datetime = _created()
+
+
+class Worker(SQLModel, table=True):
+    """A worker process, as it registered and last reported."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(primary_key=True, max_length=200)
+    hostname: str = Field(max_length=255)
+    ip_address: str | None = Field(default=None, max_length=64)
+    port: int | None = Field(default=None)
+    task_types: list[str] = _json(list)
+    max_concurrent_tasks: int = Field(default=5)
+    current_task_count: int = Field(default=0)
+    status: str = Field(default=WorkerStatus.active.value, max_length=16, index=True)
+    last_heartbeat: datetime | None = _ts()
+    registered_at: datetime = _created()
+    load_average: float | None = Field(default=None)
+    memory_usage: float | None = Field(default=None)  # MB
+    cpu_usage: float | None = Field(default=None)  # percent
+    # Additions beyond the seed:
+    executor_types: list[str] = _json(list)
+    pid: int | None = Field(default=None)
+    version: str | None = Field(default=None, max_length=32)
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key. Only its SHA-256 hash is stored; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    prefix: str = Field(max_length=32)  # first characters, to recognise a key in lists
+    key_hash: str = Field(max_length=64, unique=True)
+    scopes: list[str] = _json(list)
+    created_at: datetime = _created()
+    created_by: str | None = Field(default=None, max_length=200)
+    expires_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+    last_used_at: datetime | None = _ts()
+
+
+class SystemLog(SQLModel, table=True):
+    """A stored system event (fires, failures, workers going offline, config problems)."""
+
+    __tablename__ = "system_logs"
+    __table_args__ = (sa.Index("ix_system_logs_time_level", "time", "levelno"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    time: datetime = _created()
+    level: str = Field(max_length=16)
+    levelno: int = Field(default=20)  # for "level at or above" filters
+    component: str = Field(max_length=64, index=True)
+    message: str = Field(sa_type=sa.Text)
+    refs: dict[str, Any] = _json(dict)  # task_id, run_id, worker_id as relevant
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who did what to which object, when, and how it ended."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    time: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False, index=True)
+    )
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64)
+    target: str = Field(max_length=200)
+    outcome: str = Field(default="ok", max_length=32)
+    detail: dict[str, Any] = _json(dict)
+
+
+class Lease(SQLModel, table=True):
+    """A named, expiring lock row (the single SQLite scheduler, singleton jobs)."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=100)
+    holder: str = Field(max_length=200)
+    expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
