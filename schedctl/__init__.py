@@ -1,0 +1,1 @@
+"""schedctl: the operator's command line for sched."""

@@ -77,7 +77,7 @@ class Database:
         with self.engine.connect() as conn:
             if self.is_postgres:
                 value = conn.execute(sa.text("SELECT now()")).scalar_one()
-                return value.astimezone(UTC)  # type: ignore[no-any-return]
+                return value.astimezone(UTC)
         # SQLite runs in this process: its clock is this host's.
         return datetime.now(UTC)
 

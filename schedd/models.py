@@ -55,7 +55,7 @@ class TaskStatus(StrEnum):
 class ConcurrencyPolicy(StrEnum):
     allow = "allow"
     forbid = "forbid"
-    replace = "replace"
+    replace = "replace"  # type: ignore[assignment]  # shadows str.replace; the value is the contract
 
 
 class MisfirePolicy(StrEnum):
@@ -155,6 +155,9 @@ class Task(SQLModel, table=True):
     updated_at: datetime = _created()
     last_run_at: datetime | None = _ts()
     next_run_at: datetime | None = _ts()
+    # Addition beyond the seed: when the task was paused (NULL while active), so that
+    # resuming a fire_all task can replay the fire times it missed while paused.
+    paused_at: datetime | None = _ts()
 
 
 class TaskDependency(SQLModel, table=True):
@@ -201,6 +204,23 @@ class TaskRun(SQLModel, table=True):
         sa.Index("ix_task_runs_task_id_id", "task_id", "id"),
         sa.Index("ix_task_runs_worker_id_status", "worker_id", "status"),
         sa.Index("ix_task_runs_created_at", "created_at"),
+        # Overlap checks (a task's active runs) and dependency joins (an upstream's
+        # newest completed run) without walking a task's whole history.
+        sa.Index("ix_task_runs_task_id_status_completed_at", "task_id", "status", "completed_at"),
+        # Outbox sweeper: only pending runs, oldest hand-over first.
+        sa.Index(
+            "ix_task_runs_pending_dispatched_at",
+            "dispatched_at",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        # Retry candidates: recently ended runs that may be retried.
+        sa.Index(
+            "ix_task_runs_retryable_completed_at",
+            "completed_at",
+            sqlite_where=sa.text("status IN ('failed', 'timeout', 'lost')"),
+            postgresql_where=sa.text("status IN ('failed', 'timeout', 'lost')"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

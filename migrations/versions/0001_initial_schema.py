@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 12:46:01.108444
 """
 
 from __future__ import annotations
@@ -94,6 +93,7 @@ def upgrade() -> None:
     sa.Column('updated_at', schedd.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_run_at', schedd.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('next_run_at', schedd.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('paused_at', schedd.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tasks')),
     sa.UniqueConstraint('name', name=op.f('uq_tasks_name'))
     )
@@ -165,7 +165,10 @@ def upgrade() -> None:
     with op.batch_alter_table('task_runs', schema=None) as batch_op:
         batch_op.create_index('ix_task_runs_claim', ['status', 'task_type', 'priority', 'id'], unique=False)
         batch_op.create_index('ix_task_runs_created_at', ['created_at'], unique=False)
+        batch_op.create_index('ix_task_runs_pending_dispatched_at', ['dispatched_at'], unique=False, sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
+        batch_op.create_index('ix_task_runs_retryable_completed_at', ['completed_at'], unique=False, sqlite_where=sa.text("status IN ('failed', 'timeout', 'lost')"), postgresql_where=sa.text("status IN ('failed', 'timeout', 'lost')"))
         batch_op.create_index('ix_task_runs_task_id_id', ['task_id', 'id'], unique=False)
+        batch_op.create_index('ix_task_runs_task_id_status_completed_at', ['task_id', 'status', 'completed_at'], unique=False)
         batch_op.create_index('ix_task_runs_worker_id_status', ['worker_id', 'status'], unique=False)
         batch_op.create_index('uq_task_runs_task_id_scheduled_for', ['task_id', 'scheduled_for'], unique=True, sqlite_where=sa.text('"trigger" IN (\'schedule\', \'dependency\')'), postgresql_where=sa.text('"trigger" IN (\'schedule\', \'dependency\')'))
 
@@ -189,7 +192,10 @@ def downgrade() -> None:
     with op.batch_alter_table('task_runs', schema=None) as batch_op:
         batch_op.drop_index('uq_task_runs_task_id_scheduled_for', sqlite_where=sa.text('"trigger" IN (\'schedule\', \'dependency\')'), postgresql_where=sa.text('"trigger" IN (\'schedule\', \'dependency\')'))
         batch_op.drop_index('ix_task_runs_worker_id_status')
+        batch_op.drop_index('ix_task_runs_task_id_status_completed_at')
         batch_op.drop_index('ix_task_runs_task_id_id')
+        batch_op.drop_index('ix_task_runs_retryable_completed_at', sqlite_where=sa.text("status IN ('failed', 'timeout', 'lost')"), postgresql_where=sa.text("status IN ('failed', 'timeout', 'lost')"))
+        batch_op.drop_index('ix_task_runs_pending_dispatched_at', sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
         batch_op.drop_index('ix_task_runs_created_at')
         batch_op.drop_index('ix_task_runs_claim')
 

@@ -1,0 +1,3 @@
+from schedctl.app import main
+
+main()

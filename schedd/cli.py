@@ -1,0 +1,176 @@
+"""The `schedd` command: run the daemon, migrate the database, show and check config."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from schedd import __version__
+from schedd.config import Settings, check_file, load_settings, render_toml
+from schedd.daemon import ROLE_NAMES, Daemon
+from schedd.db import create_database, describe_url, migrate
+from schedd.errors import ConfigError, SchedError, Unavailable
+
+# sysexits(3) codes, as init systems and scripts expect them.
+EXIT_USAGE = 64
+EXIT_UNAVAILABLE = 69
+EXIT_SOFTWARE = 70
+EXIT_CONFIG = 78
+
+app = typer.Typer(
+    name="schedd",
+    help="The sched daemon: API, scheduler and worker roles over one database.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show or check the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (else $SCHEDD_CONFIG, ./schedd.toml, ~/.config/sched/schedd.toml, "
+        "/etc/schedd/schedd.toml).",
+        show_default=False,
+    ),
+]
+RoleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--role",
+        "-r",
+        help="Role to run (api, scheduler, worker); repeat for several. Default: "
+        "[daemon] roles, which is all three.",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"schedd: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_or_exit(config: Path | None, overrides: dict[str, object] | None = None) -> Settings:
+    try:
+        return load_settings(config, overrides=overrides)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"schedd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    role: RoleOption = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """With no command, `schedd` runs the daemon (the same as `schedd run`)."""
+    ctx.obj = config
+    if ctx.invoked_subcommand is None:
+        run(config=config, role=role)
+
+
+@app.command()
+def run(config: ConfigOption = None, role: RoleOption = None) -> None:
+    """Run the daemon until SIGTERM or SIGINT (exit 0 after a clean stop)."""
+    overrides: dict[str, object] = {}
+    if role:
+        unknown = [r for r in role if r not in ROLE_NAMES]
+        if unknown:
+            fail(
+                f"--role: unknown role {unknown[0]!r} (expected {', '.join(ROLE_NAMES)})",
+                EXIT_USAGE,
+            )
+        overrides["daemon.roles"] = list(dict.fromkeys(role))
+    settings = settings_or_exit(config, overrides)
+    from schedd import logs
+
+    logs.setup(settings.observability.log_level, settings.observability.log_format)
+    try:
+        code = Daemon(settings, list(settings.daemon.roles)).run()
+    except Unavailable as exc:
+        fail(str(exc), EXIT_UNAVAILABLE)
+    except SchedError as exc:
+        fail(str(exc), EXIT_SOFTWARE)
+    raise typer.Exit(code)
+
+
+@app.command("migrate")
+def migrate_cmd(
+    config: ConfigOption = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Database to migrate (else the configured one)."),
+    ] = None,
+) -> None:
+    """Create or upgrade the database schema to this version's head revision."""
+    overrides: dict[str, object] = {"database.url": database_url} if database_url else {}
+    settings = settings_or_exit(config, overrides)
+    url = settings.database.url
+    try:
+        db = create_database(url, connection_timeout=settings.database.connection_timeout)
+        before, after = migrate(db)
+        db.dispose()
+    except Exception as exc:  # noqa: BLE001 - any driver error becomes one line
+        fail(f"cannot migrate {describe_url(url)}: {_first_line(exc)}", EXIT_UNAVAILABLE)
+    if before == after:
+        typer.echo(f"{describe_url(url)}: schema already at {after}")
+    else:
+        typer.echo(f"{describe_url(url)}: migrated {before or 'empty'} -> {after}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """Print the effective configuration as TOML, secrets redacted."""
+    settings = settings_or_exit(config or (ctx.parent.obj if ctx.parent else None))
+    if settings.source:
+        typer.echo(f"# loaded from {settings.source}")
+    typer.echo(render_toml(settings, redact=True), nl=False)
+
+
+@config_app.command("check")
+def config_check(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None, typer.Argument(help="File to check (else the one schedd would load).")
+    ] = None,
+) -> None:
+    """Validate a config file (and the environment); exit 0 when it is good."""
+    try:
+        if file is not None:
+            check_file(file)
+            source = str(file)
+        else:
+            settings = load_settings(ctx.parent.obj if ctx.parent else None)
+            source = settings.source or "built-in defaults and environment"
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    typer.echo(f"{source}: ok")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,484 @@
+"""Settings for schedd and schedctl.
+
+Precedence, lowest first: defaults < TOML file < the seed's environment variables
+(``DATABASE_URL``, ``API_PORT``...) < ``SCHEDD_<SECTION>__<KEY>`` variables < flag
+overrides. :func:`load_settings` gathers the sources (see :mod:`schedd.configfile`) and
+validates once; every problem is a one-line :class:`~schedd.errors.ConfigError` naming
+the file or variable, the dotted key and the reason. ``etc/schedd.toml`` documents
+every key.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from schedd import configfile
+from schedd.configfile import (
+    SettingError,
+    default_data_dir,
+    expand_path,
+    find_config_file,
+)
+from schedd.logs import parse_directives
+
+ExecutorType = Literal["shell", "python", "http"]
+Role = Literal["api", "scheduler", "worker"]
+EXECUTOR_TYPES: tuple[ExecutorType, ...] = ("shell", "python", "http")
+ROLES: tuple[Role, ...] = ("api", "scheduler", "worker")
+
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg", "postgres")
+BROKER_SCHEMES = {"rabbitmq": ("amqp", "amqps"), "redis": ("redis", "rediss", "unix")}
+
+# The seed's variables, in the order they are applied (a later one wins). RABBITMQ_URL
+# and REDIS_URL are applied separately: each only when it names the chosen broker.
+SEED_VARIABLES: dict[str, str] = {
+    "DATABASE_URL": "database.url",
+    "DATABASE_MAX_CONNECTIONS": "database.max_connections",
+    "API_HOST": "api.host",
+    "API_PORT": "api.port",
+    "JWT_SECRET": "auth.jwt_secret",
+    "LOG_FORMAT": "observability.log_format",
+    "LOG_LEVEL": "observability.log_level",
+    "SCHEDD_LOG": "observability.log_level",
+}
+BROKER_VARIABLES = {"rabbitmq": "RABBITMQ_URL", "redis": "REDIS_URL"}
+
+MIN_JWT_SECRET_BYTES = 32
+
+
+
+def _env(info: ValidationInfo) -> Mapping[str, str]:
+    context = info.context
+    if isinstance(context, dict) and "env" in context:
+        env: Mapping[str, str] = context["env"]
+        return env
+    return os.environ
+
+
+def _scheme(url: str) -> str:
+    """The URL's scheme, lower case; ValueError when ``url`` is not a URL."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ValueError(f"not a URL: {configfile.show(url)}")
+    return scheme.lower()
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(items))
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# Choices are matched case-insensitively; repeated list items are dropped.
+Lowered = BeforeValidator(_lower)
+Unique = AfterValidator(_unique)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1; in a config file that is a mistake, not a number.
+        if isinstance(value, bool) and info.field_name:
+            types = set(configfile.type_parts(cls.model_fields[info.field_name].annotation))
+            if bool not in types and types & {int, float}:
+                kind = "an integer" if int in types else "a number"
+                raise ValueError(f"expected {kind}, got {configfile.show(value)}")
+        return value
+
+
+def default_database_url(data_dir: str | Path) -> str:
+    """The embedded database: ``sqlite:///<data_dir>/sched.db``."""
+    return f"sqlite:///{Path(data_dir) / 'sched.db'}"
+
+
+class DatabaseSettings(_Section):
+    url: str
+    max_connections: int = Field(10, ge=1, le=1000)
+    connection_timeout: float = Field(30.0, gt=0, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _supported_scheme(cls, url: str) -> str:
+        scheme = _scheme(url)
+        if scheme not in DATABASE_SCHEMES:
+            raise ValueError(f"unsupported scheme '{scheme}' (expected sqlite or postgresql)")
+        # Imported here: schedctl loads settings without otherwise needing SQLAlchemy.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):
+            # SQLAlchemy's message may quote the URL, password included.
+            raise ValueError(
+                f"cannot parse {configfile.show(url)} (check the port and percent-encoding)"
+            ) from None
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return _scheme(self.url).startswith("sqlite")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """``url`` with ``postgres://`` and ``postgresql://`` pinned to psycopg 3."""
+        scheme, _, rest = self.url.partition("://")
+        if scheme.lower() in ("postgres", "postgresql"):
+            return f"postgresql+psycopg://{rest}"
+        return self.url
+
+
+class MessageQueueSettings(_Section):
+    type: Annotated[Literal["database", "rabbitmq", "redis"], Lowered] = "database"
+    url: str = ""
+
+    @model_validator(mode="after")
+    def _url_fits_type(self) -> Self:
+        # With the database broker the URL is ignored, so switching type back to
+        # "database" (for instance by SCHEDD_MESSAGE_QUEUE__TYPE) needs no other edit.
+        if self.type == "database":
+            return self
+        if not self.url:
+            raise SettingError(
+                f"message_queue.url is required when type is '{self.type}'"
+                f" (set it, or {BROKER_VARIABLES[self.type]})",
+                "url",
+                "type",
+            )
+        allowed = BROKER_SCHEMES[self.type]
+        try:
+            scheme = _scheme(self.url)
+        except ValueError as exc:
+            raise SettingError(str(exc), "url") from None
+        if scheme not in allowed:
+            raise SettingError(
+                f"unsupported scheme '{scheme}' for type '{self.type}'"
+                f" (expected {', '.join(allowed[:-1])} or {allowed[-1]})",
+                "url",
+                "type",
+            )
+        return self
+
+
+class ApiSettings(_Section):
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8080, ge=1, le=65535)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin == "*":
+                continue
+            parts = urlsplit(origin)
+            # Browsers send the origin without a path, and the match is exact, so
+            # "http://host/" would never match: refuse it instead of ignoring it.
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or (
+                parts.query or parts.fragment
+            ):
+                raise ValueError(
+                    f"not an origin: {origin!r} (expected '*' or scheme://host[:port],"
+                    " e.g. 'http://localhost:3000')"
+                )
+        return origins
+
+
+class SchedulerSettings(_Section):
+    max_workers: int = Field(50, ge=1, le=100_000)
+    scheduling_interval: float = Field(5.0, ge=0.05, le=3600)
+    task_timeout: int = Field(3600, ge=1, le=604_800)
+    misfire_grace_seconds: float = Field(60.0, ge=0, le=604_800)
+    max_catchup: int = Field(100, ge=1, le=100_000)
+    heartbeat_timeout: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    batch_size: int = Field(500, ge=1, le=100_000)
+    redispatch_after: float = Field(30.0, gt=0, le=86_400)
+    retry_delay_max: float = Field(3600.0, ge=0, le=604_800)
+    default_timezone: str = "UTC"
+    reap_interval: float = Field(5.0, ge=0.05, le=3600)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r} (expected an IANA name like 'Europe/Berlin')"
+            ) from None
+        return name
+
+
+class WorkerSettings(_Section):
+    id: str | None = None
+    heartbeat_interval: float = Field(30.0, ge=0.05, le=3600)
+    max_concurrent_tasks: int = Field(5, ge=1, le=10_000)
+    executor_types: Annotated[list[ExecutorType], Unique] = Field(
+        default_factory=lambda: list(EXECUTOR_TYPES), min_length=1
+    )
+    task_types: list[str] | None = None
+    python_interpreter: str = Field(
+        default_factory=lambda: sys.executable or "python3", min_length=1
+    )
+    working_directory: str | None = None
+    max_output_bytes: int = Field(1_048_576, ge=1, le=1 << 30)
+    kill_grace_seconds: float = Field(5.0, ge=0, le=3600)
+    drain_grace_seconds: float = Field(30.0, ge=0, le=86_400)
+    fence_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    allow_link_local: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _usable_id(cls, value: str | None) -> str | None:
+        # The id appears in API paths (/api/workers/{id}) and log lines.
+        if value is not None and (not value or any(c.isspace() or c == "/" for c in value)):
+            raise ValueError(f"must be non-empty, without spaces or '/', got {value!r}")
+        return value
+
+    @field_validator("task_types")
+    @classmethod
+    def _task_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must not be empty (leave it out to serve the executor types)")
+        if any(not item.strip() for item in value):
+            raise ValueError("must not contain an empty name")
+        return _unique([item.strip() for item in value])
+
+    @field_validator("working_directory")
+    @classmethod
+    def _expand_directory(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else expand_path(value, _env(info))
+
+    @model_validator(mode="after")
+    def _fence_outlasts_heartbeat(self) -> Self:
+        if self.fence_seconds is not None and self.fence_seconds <= self.heartbeat_interval:
+            raise SettingError(
+                f"worker.fence_seconds ({_seconds(self.fence_seconds)}) must be longer than"
+                f" worker.heartbeat_interval ({_seconds(self.heartbeat_interval)}), or the"
+                " worker stops its runs between two normal heartbeats",
+                "fence_seconds",
+                "heartbeat_interval",
+            )
+        return self
+
+    @property
+    def effective_fence_seconds(self) -> float:
+        """How long the worker goes without a heartbeat before it stops its runs."""
+        if self.fence_seconds is not None:
+            return self.fence_seconds
+        return 2 * self.heartbeat_interval
+
+    @property
+    def effective_task_types(self) -> list[str]:
+        if self.task_types is not None:
+            return list(self.task_types)
+        return list(self.executor_types)
+
+
+class ObservabilitySettings(_Section):
+    metrics_enabled: bool = True
+    tracing_enabled: bool = False
+    log_level: str = "info"
+    log_format: Annotated[Literal["text", "json"], Lowered] = "text"
+    metrics_auth: bool = False
+
+    @field_validator("log_level")
+    @classmethod
+    def _valid_directives(cls, value: str) -> str:
+        parse_directives(value)  # the parser the log setup uses, so both accept the same
+        return value
+
+
+class AuthSettings(_Section):
+    jwt_secret: SecretStr | None = None
+    token_ttl_seconds: int = Field(3600, ge=1, le=31_536_000)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # DESIGN section 8: HS256 secrets of at least 32 bytes. Refused here so a weak
+        # secret stops the start with the file/variable that held it.
+        if value is not None:
+            size = len(value.get_secret_value().encode())
+            if size < MIN_JWT_SECRET_BYTES:
+                raise ValueError(
+                    f"must be at least {MIN_JWT_SECRET_BYTES} bytes, got {size}"
+                    " (generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        return value
+
+
+class RetentionSettings(_Section):
+    runs_days: float = Field(30.0, ge=0, le=36_500)
+    system_logs_days: float = Field(14.0, ge=0, le=36_500)
+    audit_days: float = Field(90.0, ge=0, le=36_500)
+
+
+class DaemonSettings(_Section):
+    data_dir: str = Field(default_factory=lambda: str(default_data_dir(os.environ)))
+    roles: Annotated[list[Role], Unique] = Field(
+        default_factory=lambda: list(ROLES), min_length=1
+    )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return expand_path(value, _env(info))
+
+
+class Settings(_Section):
+    """Everything schedd and schedctl are configured with; see ``etc/schedd.toml``."""
+
+    # Without a URL the database is filled in from daemon.data_dir (see below).
+    database: DatabaseSettings = Field(default_factory=lambda: DatabaseSettings(
+        url=default_database_url(default_data_dir(os.environ))
+    ))
+    message_queue: MessageQueueSettings = Field(default_factory=MessageQueueSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    source: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_in_data_dir(cls, data: Any, info: ValidationInfo) -> Any:
+        """Without a database URL, the embedded database lives in ``daemon.data_dir``."""
+        if not isinstance(data, dict):
+            return data
+        database = data.get("database", {})
+        if not isinstance(database, dict) or "url" in database:
+            return data
+        daemon = data.get("daemon") or {}
+        data_dir = daemon.get("data_dir") if isinstance(daemon, dict) else daemon.data_dir
+        env = _env(info)
+        if data_dir is None:
+            data_dir = str(default_data_dir(env))
+        # A bad data_dir fails its own validator; until then any valid URL will do.
+        valid = isinstance(data_dir, str) and data_dir.strip()
+        url = default_database_url(expand_path(data_dir, env)) if valid else "sqlite://"
+        return {**data, "database": {**database, "url": url}}
+
+    @model_validator(mode="after")
+    def _heartbeat_timeout_outlasts_fence(self) -> Self:
+        interval = self.worker.heartbeat_interval
+        timeout = self.scheduler.heartbeat_timeout
+        if timeout is not None and timeout <= interval:
+            raise SettingError(
+                f"scheduler.heartbeat_timeout ({_seconds(timeout)}) must be longer than"
+                f" worker.heartbeat_interval ({_seconds(interval)})",
+                "scheduler.heartbeat_timeout",
+                "worker.heartbeat_interval",
+            )
+        fence, timeout = self.worker.effective_fence_seconds, self.effective_heartbeat_timeout
+        if fence >= timeout:
+            # The fence must end first: a worker cut off from the database stops its
+            # runs before the scheduler declares it dead and hands them to another.
+            raise SettingError(
+                f"the worker fence time ({_seconds(fence)}) must be shorter than the"
+                f" scheduler's heartbeat timeout ({_seconds(timeout)})",
+                "worker.fence_seconds",
+                "scheduler.heartbeat_timeout",
+                "worker.heartbeat_interval",
+            )
+        return self
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when the database is SQLite (one host, one scheduler)."""
+        return self.database.is_sqlite
+
+    @property
+    def effective_heartbeat_timeout(self) -> float:
+        """Seconds without a heartbeat before a worker is declared offline."""
+        if self.scheduler.heartbeat_timeout is not None:
+            return self.scheduler.heartbeat_timeout
+        return 3 * self.worker.heartbeat_interval
+
+    @property
+    def effective_fence_seconds(self) -> float:
+        return self.worker.effective_fence_seconds
+
+    @property
+    def effective_task_types(self) -> list[str]:
+        return self.worker.effective_task_types
+
+
+def _seed_variables(chosen: configfile.Layer) -> dict[str, str]:
+    # RABBITMQ_URL and REDIS_URL may both be set: the broker that the file, SCHEDD_* and
+    # the flags choose decides which one (if either) applies.
+    broker = chosen.get("message_queue.type")
+    broker = broker.strip().lower() if isinstance(broker, str) else "database"
+    if broker in BROKER_VARIABLES:
+        return {**SEED_VARIABLES, BROKER_VARIABLES[broker]: "message_queue.url"}
+    return SEED_VARIABLES
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """The effective settings: defaults < TOML file < seed variables < ``SCHEDD_*``
+    variables < ``overrides`` (dotted keys from flags, None meaning "not given").
+
+    ``config_path`` None searches for a file (:func:`find_config_file`); ``env``
+    defaults to ``os.environ``. Raises ConfigError for any unknown key or bad value.
+    """
+    env = os.environ if env is None else env
+    path = find_config_file(config_path, env)
+    raw = configfile.gather(Settings, path, env, overrides or {}, _seed_variables)
+    values: dict[str, Any] = {**raw.values, "source": str(path) if path else None}
+    # Resolved here from ``env`` so an explicit env never reads the process's HOME.
+    values.setdefault("daemon", {}).setdefault("data_dir", str(default_data_dir(env)))
+    try:
+        return Settings.model_validate(values, context={"env": env})
+    except ValidationError as exc:
+        fallback = str(path) if path else configfile.DEFAULTS
+        raise configfile.config_error(exc, Settings, raw.sources, fallback) from None
+
+
+def check_file(path: str | Path) -> Settings:
+    """Validate one file on its own: no environment, no flags."""
+    return load_settings(path, env={})
+
+
+def render_toml(settings: Settings, *, redact: bool = True) -> str:
+    """``settings`` as TOML; unset (None) keys are left out. With ``redact`` the JWT
+    secret shows as ``***`` and so does any password inside a URL."""
+    return configfile.render(settings, redact=redact)

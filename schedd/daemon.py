@@ -1,0 +1,165 @@
+"""The role supervisor: opens the database, starts the roles, waits for a signal.
+
+Signal handlers only set flags (a handler that does work can deadlock on a lock the
+interrupted code holds); the main thread acts on them. The first SIGTERM or SIGINT
+asks every role to stop gracefully; a second one asks them to stop at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Protocol
+
+from schedd import __version__
+from schedd.brokers.base import Broker
+from schedd.brokers.registry import create_broker
+from schedd.config import Settings
+from schedd.db import Database, check_schema, create_database, describe_url, migrate
+
+log = logging.getLogger("schedd.daemon")
+
+ROLE_NAMES = ("api", "scheduler", "worker")
+
+
+class Role(Protocol):
+    """A part of the daemon that runs in its own thread(s)."""
+
+    name: str
+
+    def start(self) -> None:
+        """Start working in the background; return at once."""
+
+    def stop(self, *, graceful: bool) -> None:
+        """Ask the role to stop; graceful lets running work finish first. Returns at once."""
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the role has stopped; True when it has."""
+
+
+@dataclass
+class Context:
+    """What every role gets: settings, database, broker, and the daemon's stop flag.
+
+    All roles of one process share one broker, so a run the scheduler publishes wakes
+    the worker in the same process at once (the embedded setup relies on it), and
+    ``tasks_changed`` lets the API wake the scheduler when a task is created or edited.
+    """
+
+    settings: Settings
+    db: Database
+    broker: Broker
+    stopping: threading.Event = field(default_factory=threading.Event)
+    tasks_changed: threading.Event = field(default_factory=threading.Event)
+
+
+RoleFactory = Callable[[Context], Role]
+
+# Where each role lives: "module:attribute", a callable taking the Context.
+ROLE_MODULES: dict[str, str] = {
+    "api": "schedd.api.role:ApiRole",
+    "scheduler": "schedd.scheduler.role:SchedulerRole",
+    "worker": "schedd.worker.role:WorkerRole",
+}
+
+
+def role_factory(name: str) -> RoleFactory | None:
+    """The factory of a role, or None when this build does not have that role yet."""
+    module_name, _, attr = ROLE_MODULES[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    factory: RoleFactory = getattr(module, attr)
+    return factory
+
+
+def open_database(settings: Settings) -> Database:
+    """Open the configured database; migrate the embedded one, check any other.
+
+    An embedded SQLite database belongs to this daemon, so it is brought up to date on
+    start. A shared PostgreSQL schema is upgraded only by an explicit `schedd migrate`:
+    a daemon finding it behind refuses to start (SchemaBehind) rather than migrate a
+    schema other, older processes are still using.
+    """
+    db = create_database(
+        settings.database.url,
+        max_connections=settings.database.max_connections,
+        connection_timeout=settings.database.connection_timeout,
+    )
+    if db.is_sqlite:
+        before, after = migrate(db)
+        if before != after:
+            log.info("migrated the embedded database from %s to %s", before or "empty", after)
+    else:
+        check_schema(db)
+    return db
+
+
+class Daemon:
+    def __init__(self, settings: Settings, roles: list[str]) -> None:
+        self.settings = settings
+        self.role_names = roles
+        self._signals = 0
+        self._wake = threading.Event()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        self._wake.set()
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code."""
+        settings = self.settings
+        # Handlers first: a SIGTERM during start-up (a long migration) still stops cleanly.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        db = open_database(settings)
+        ctx = Context(settings=settings, db=db, broker=create_broker(settings, db))
+        log.info(
+            "schedd %s starting (pid %d): roles %s",
+            __version__,
+            os.getpid(),
+            ", ".join(self.role_names),
+        )
+        log.info("config file: %s", settings.source or "none (built-in defaults)")
+        log.info("data directory: %s", settings.daemon.data_dir)
+        log.info("database: %s", describe_url(settings.database.url))
+
+        roles: list[Role] = []
+        for name in self.role_names:
+            factory = role_factory(name)
+            if factory is None:
+                log.warning("role %s is not part of this build; it does not run", name)
+                continue
+            role = factory(ctx)
+            role.start()
+            roles.append(role)
+            log.info("role %s started", name)
+        log.info("schedd is running; send SIGTERM to stop")
+
+        while self._signals == 0:
+            self._wake.wait(1.0)
+        log.info("stopping (signal received)")
+        ctx.stopping.set()
+        for role in reversed(roles):
+            role.stop(graceful=True)
+        forced = False
+        for role in reversed(roles):
+            while not role.join(0.2):
+                if not forced and self._signals > 1:
+                    forced = True
+                    log.warning("second signal: stopping at once")
+                    for other in roles:
+                        other.stop(graceful=False)
+        ctx.broker.close()
+        db.dispose()
+        log.info("stopped")
+        return 0

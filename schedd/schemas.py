@@ -1,0 +1,247 @@
+"""API request and response models, shared by the HTTP API and `schedctl --db`.
+
+Request models forbid unknown fields, so a misspelt field is an error that names it
+instead of a silently ignored value.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from schedd.errors import InvalidInput
+from schedd.models import (
+    ConcurrencyPolicy,
+    Executor,
+    MisfirePolicy,
+    Priority,
+    Task,
+    TaskStatus,
+)
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+MAX_COMMAND = 65_536
+MAX_ARGUMENTS = 256
+MAX_TIMEOUT = 7 * 24 * 3600
+MAX_RETRIES = 100
+MAX_RETRY_DELAY = 24 * 3600.0
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: the seed's list shape."""
+
+    items: list[T]
+    total: int
+    page: int
+    size: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+def _check_name(value: str) -> str:
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    if not value:
+        raise ValueError("must not be empty")
+    if value.isdigit():
+        raise ValueError("must not be only digits (digits refer to task ids)")
+    if any(unicodedata.category(ch).startswith("C") for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _check_tags(values: list[str]) -> list[str]:
+    for tag in values:
+        if not tag or len(tag) > 64 or tag != tag.strip() or "," in tag:
+            raise ValueError(f"tag {tag!r} must be 1-64 characters, no comma or outer spaces")
+    return list(dict.fromkeys(values))
+
+
+class _TaskFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("name", check_fields=False)
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_name(value)
+
+    @field_validator("tags", check_fields=False)
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_tags(value)
+
+    @field_validator("dependencies", check_fields=False)
+    @classmethod
+    def _deps(cls, value: list[int] | None) -> list[int] | None:
+        return None if value is None else sorted(set(value))
+
+
+class TaskCreate(_TaskFields):
+    """Body of POST /api/tasks."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=10_000)
+    task_type: str | None = Field(default=None, min_length=1, max_length=64)
+    executor: Executor
+    command: str = Field(min_length=1, max_length=MAX_COMMAND)
+    arguments: list[str] = Field(default_factory=list, max_length=MAX_ARGUMENTS)
+    schedule: str | None = Field(default=None, max_length=256)
+    timezone: str | None = Field(default=None, max_length=64)
+    priority: Priority = Priority.normal
+    retry_count: int = Field(default=0, ge=0, le=MAX_RETRIES)
+    retry_delay_seconds: float = Field(default=10.0, ge=0, le=MAX_RETRY_DELAY)
+    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT)
+    status: TaskStatus = TaskStatus.active
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.allow
+    misfire_policy: MisfirePolicy = MisfirePolicy.fire_once
+    dependencies: list[int] = Field(default_factory=list, max_length=100)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskUpdate(_TaskFields):
+    """Body of PATCH/PUT /api/tasks/{id}: only the fields given change."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    task_type: str | None = Field(default=None, min_length=1, max_length=64)
+    executor: Executor | None = None
+    command: str | None = Field(default=None, min_length=1, max_length=MAX_COMMAND)
+    arguments: list[str] | None = Field(default=None, max_length=MAX_ARGUMENTS)
+    schedule: str | None = Field(default=None, max_length=256)
+    timezone: str | None = Field(default=None, max_length=64)
+    priority: Priority | None = None
+    retry_count: int | None = Field(default=None, ge=0, le=MAX_RETRIES)
+    retry_delay_seconds: float | None = Field(default=None, ge=0, le=MAX_RETRY_DELAY)
+    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT)
+    status: TaskStatus | None = None
+    concurrency_policy: ConcurrencyPolicy | None = None
+    misfire_policy: MisfirePolicy | None = None
+    dependencies: list[int] | None = Field(default=None, max_length=100)
+    tags: list[str] | None = Field(default=None, max_length=50)
+    metadata: dict[str, Any] | None = None
+
+
+class TaskRead(BaseModel):
+    """A task as the API shows it (the seed's Task shape plus additions)."""
+
+    id: int
+    name: str
+    description: str
+    task_type: str
+    executor: str
+    command: str
+    arguments: list[str]
+    schedule: str | None
+    timezone: str
+    priority: str
+    retry_count: int
+    retry_delay_seconds: float
+    timeout_seconds: int | None
+    status: str
+    concurrency_policy: str
+    misfire_policy: str
+    created_at: datetime
+    updated_at: datetime
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+    dependencies: list[int]
+    tags: list[str]
+    metadata: dict[str, Any]
+
+    @classmethod
+    def of(cls, task: Task, dependencies: list[int]) -> TaskRead:
+        data = task.model_dump(exclude={"metadata_"})
+        return cls(**data, metadata=task.metadata_, dependencies=dependencies)
+
+
+def validated(model: type[M], data: Any) -> M:
+    """``model.model_validate(data)``, with errors turned into one InvalidInput.
+
+    The message names the field: ``schedule: cron expression ... out of range``.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input_from(exc) from None
+
+
+def invalid_input_from(exc: ValidationError) -> InvalidInput:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    message = message.removeprefix("Value error, ")
+    return InvalidInput(f"{field}: {message}" if field else message, field=field)
+
+
+class RunRead(BaseModel):
+    """A run as the API shows it (the seed's TaskRun shape plus additions)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    task_id: int
+    worker_id: str | None
+    status: str
+    started_at: datetime | None
+    completed_at: datetime | None
+    result: str | None
+    error_message: str | None
+    retry_count: int
+    exit_code: int | None
+    execution_time: float | None
+    scheduled_for: datetime | None
+    trigger: str
+    created_at: datetime
+    task_type: str
+    priority: int
+    arguments: list[str] | None
+    not_before: datetime | None
+    cancel_requested: bool
+    parent_run_id: int | None
+    output_bytes: int
+
+
+class WorkerRead(BaseModel):
+    """A worker as the API shows it (the seed's Worker shape plus additions)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    hostname: str
+    ip_address: str | None
+    port: int | None
+    task_types: list[str]
+    max_concurrent_tasks: int
+    current_task_count: int
+    status: str
+    last_heartbeat: datetime | None
+    registered_at: datetime
+    load_average: float | None
+    memory_usage: float | None
+    cpu_usage: float | None
+    executor_types: list[str]
+    pid: int | None
+    version: str | None
+
+
+class HeartbeatIn(BaseModel):
+    """Body of POST /api/workers/{id}/heartbeat (the seed's fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_task_count: int = Field(default=0, ge=0, le=100_000)
+    load_average: float | None = Field(default=None, ge=0)
+    memory_usage: float | None = Field(default=None, ge=0)
+    cpu_usage: float | None = Field(default=None, ge=0, le=100_000)

@@ -1,0 +1,281 @@
+"""Task use cases: create, get, list, update, delete.
+
+The HTTP API and `schedctl --db` both call these functions, so a rule lives here once.
+Each function works inside the caller's session (one transaction) and raises the
+errors of ``schedd.errors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from schedd import cron
+from schedd.errors import Conflict, InvalidInput, NotFound
+from schedd.models import Task, TaskDependency, TaskStatus
+from schedd.schemas import Page, TaskCreate, TaskRead, TaskUpdate
+from schedd.services import audit
+from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page
+from schedd.types import utcnow
+
+
+def next_fire(task: Task, after: datetime) -> datetime | None:
+    """The task's next scheduled time after ``after``, or None (paused, no schedule)."""
+    if task.schedule is None or task.status != TaskStatus.active:
+        return None
+    return cron.parse(task.schedule, task.timezone).next_after(after)
+
+
+def _check_schedule(schedule: str | None, timezone: str) -> None:
+    cron.zone(timezone)
+    if schedule is not None:
+        cron.parse(schedule, timezone)
+
+
+def resolve(session: Session, ref: str | int, *, lock: bool = False) -> Task:
+    """A task by id (an int or a string of digits) or by name; NotFound otherwise."""
+    query = select(Task)
+    if isinstance(ref, int) or ref.isdigit():
+        query = query.where(Task.id == int(ref))
+    else:
+        query = query.where(Task.name == ref)
+    if lock:
+        query = query.with_for_update()
+    task = session.exec(query).first()
+    if task is None:
+        raise NotFound(f"task {ref!r} not found")
+    return task
+
+
+def dependencies_of(session: Session, task_ids: Iterable[int]) -> dict[int, list[int]]:
+    ids = list(task_ids)
+    deps: dict[int, list[int]] = {task_id: [] for task_id in ids}
+    if not ids:
+        return deps
+    rows = session.exec(select(TaskDependency).where(col(TaskDependency.task_id).in_(ids))).all()
+    for row in rows:
+        deps[row.task_id].append(row.depends_on_id)
+    for values in deps.values():
+        values.sort()
+    return deps
+
+
+def read(session: Session, task: Task) -> TaskRead:
+    assert task.id is not None
+    return TaskRead.of(task, dependencies_of(session, [task.id])[task.id])
+
+
+def get_task(session: Session, ref: str | int) -> TaskRead:
+    return read(session, resolve(session, ref))
+
+
+def list_tasks(
+    session: Session,
+    *,
+    status: str | None = None,
+    tag: str | None = None,
+    executor: str | None = None,
+    name: str | None = None,
+    page: int = 1,
+    size: int = DEFAULT_PAGE_SIZE,
+) -> Page[TaskRead]:
+    """Tasks ordered by id; ``name`` matches a case-insensitive substring."""
+    query = select(Task)
+    if status is not None:
+        query = query.where(Task.status == status)
+    if executor is not None:
+        query = query.where(Task.executor == executor)
+    if name:
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(col(Task.name).ilike(f"%{escaped}%", escape="\\"))
+    if tag is not None:
+        query = query.where(_has_tag(session, tag))
+    tasks, total = fetch_page(session, query, col(Task.id), page, size)
+    deps = dependencies_of(session, [t.id for t in tasks if t.id is not None])
+    items = [TaskRead.of(t, deps[t.id]) for t in tasks if t.id is not None]
+    return Page[TaskRead](items=items, total=total, page=page, size=size)
+
+
+def _has_tag(session: Session, tag: str) -> sa.ColumnElement[bool]:
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.literal_column("tasks.tags").op("@>")(sa.func.jsonb_build_array(tag))
+    each = sa.func.json_each(sa.literal_column("tasks.tags")).table_valued("value")
+    return sa.exists(sa.select(1).select_from(each).where(each.c.value == tag))
+
+
+def _check_dependencies(session: Session, task_id: int | None, deps: list[int]) -> None:
+    """Every dependency exists, and adding them to ``task_id`` creates no cycle."""
+    if not deps:
+        return
+    if task_id is not None and task_id in deps:
+        raise InvalidInput("dependencies: a task cannot depend on itself", field="dependencies")
+    found = set(session.exec(select(Task.id).where(col(Task.id).in_(deps))).all())
+    missing = [d for d in deps if d not in found]
+    if missing:
+        raise InvalidInput(
+            f"dependencies: unknown task id(s) {', '.join(map(str, missing))}",
+            field="dependencies",
+        )
+    if task_id is None:
+        return  # a new task has no dependents yet, so it cannot close a cycle
+    edges: dict[int, list[int]] = {}
+    for row in session.exec(select(TaskDependency)).all():
+        if row.task_id != task_id:
+            edges.setdefault(row.task_id, []).append(row.depends_on_id)
+    edges[task_id] = list(deps)
+    cycle = _find_cycle(edges, task_id)
+    if cycle:
+        names = dict(session.exec(select(Task.id, Task.name).where(col(Task.id).in_(cycle))).all())
+        path = " -> ".join(names.get(i, str(i)) for i in [*cycle, cycle[0]])
+        raise InvalidInput(f"dependencies: dependency cycle {path}", field="dependencies")
+
+
+def _find_cycle(edges: dict[int, list[int]], start: int) -> list[int] | None:
+    """A path start -> ... -> start through ``edges``, if there is one."""
+    stack: list[tuple[int, list[int]]] = [(start, [start])]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in edges.get(node, []):
+            if nxt == start:
+                return path
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return None
+
+
+def _set_dependencies(session: Session, task_id: int, deps: list[int]) -> None:
+    session.execute(sa.delete(TaskDependency).where(col(TaskDependency.task_id) == task_id))
+    for dep in deps:
+        session.add(TaskDependency(task_id=task_id, depends_on_id=dep))
+
+
+def _name_taken(session: Session, name: str, exclude_id: int | None = None) -> bool:
+    query = select(Task.id).where(Task.name == name)
+    if exclude_id is not None:
+        query = query.where(Task.id != exclude_id)
+    return session.exec(query).first() is not None
+
+
+def create_task(
+    session: Session,
+    data: TaskCreate,
+    *,
+    default_timezone: str = "UTC",
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> TaskRead:
+    """Validate and store a new task; its first fire time is computed from ``now``."""
+    now = now or utcnow()
+    timezone = data.timezone or default_timezone
+    _check_schedule(data.schedule, timezone)
+    if _name_taken(session, data.name):
+        raise Conflict(f"a task named {data.name!r} already exists", field="name")
+    _check_dependencies(session, None, data.dependencies)
+    values: dict[str, Any] = data.model_dump(exclude={"dependencies", "metadata", "timezone"})
+    task = Task(
+        **values,
+        timezone=timezone,
+        metadata_=data.metadata,
+        created_at=now,
+        updated_at=now,
+    )
+    task.task_type = data.task_type or data.executor.value
+    task.next_run_at = next_fire(task, now)
+    session.add(task)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as exc:  # a concurrent create with the same name
+        raise Conflict(f"a task named {data.name!r} already exists", field="name") from exc
+    assert task.id is not None
+    _set_dependencies(session, task.id, data.dependencies)
+    audit.record(session, actor, "task.create", f"task:{task.id}", detail={"name": task.name})
+    session.flush()
+    return read(session, task)
+
+
+def update_task(
+    session: Session,
+    ref: str | int,
+    data: TaskUpdate,
+    *,
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> TaskRead:
+    """Change the given fields; schedule, time zone or status changes move next_run_at."""
+    now = now or utcnow()
+    task = resolve(session, ref, lock=True)
+    assert task.id is not None
+    changes = data.model_dump(exclude_unset=True)
+    for required in ("name", "executor", "command", "timezone", "priority", "status"):
+        if required in changes and changes[required] is None:
+            raise InvalidInput(f"{required}: may not be null", field=required)
+    if "name" in changes and _name_taken(session, changes["name"], task.id):
+        raise Conflict(f"a task named {changes['name']!r} already exists", field="name")
+    schedule = changes.get("schedule", task.schedule)
+    timezone = changes.get("timezone") or task.timezone
+    _check_schedule(schedule, timezone)
+    deps = changes.pop("dependencies", None)
+    if deps is not None:
+        _check_dependencies(session, task.id, deps)
+        _set_dependencies(session, task.id, deps)
+    if "metadata" in changes:
+        task.metadata_ = changes.pop("metadata") or {}
+    for key, value in changes.items():
+        setattr(task, key, value.value if hasattr(value, "value") else value)
+    if (
+        "executor" in changes
+        and "task_type" not in changes
+        and task.task_type
+        in (
+            "shell",
+            "python",
+            "http",
+        )
+    ):
+        task.task_type = task.executor
+    if {"schedule", "timezone", "status"} & changes.keys():
+        task.next_run_at = next_fire(task, now)
+    task.updated_at = now
+    session.add(task)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as exc:
+        raise Conflict(f"task {ref!r} could not be updated: {exc.orig}") from exc
+    fields = sorted(changes.keys() | ({"dependencies"} if deps is not None else set()))
+    audit.record(session, actor, "task.update", f"task:{task.id}", detail={"fields": fields})
+    return read(session, task)
+
+
+def delete_task(
+    session: Session, ref: str | int, *, force: bool = False, actor: str | None = None
+) -> None:
+    """Delete a task and its runs; refused while other tasks depend on it, unless forced."""
+    task = resolve(session, ref, lock=True)
+    assert task.id is not None
+    dependents = session.exec(
+        select(Task.name)
+        .join(TaskDependency, col(TaskDependency.task_id) == Task.id)
+        .where(TaskDependency.depends_on_id == task.id)
+        .order_by(Task.name)
+    ).all()
+    if dependents and not force:
+        raise Conflict(
+            f"task {task.name!r} is a dependency of {', '.join(map(repr, dependents))}; "
+            "remove the dependency or delete with force"
+        )
+    session.execute(sa.delete(TaskDependency).where(col(TaskDependency.depends_on_id) == task.id))
+    session.delete(task)
+    audit.record(
+        session,
+        actor,
+        "task.delete",
+        f"task:{task.id}",
+        detail={"name": task.name, "forced": bool(dependents)},
+    )
+    session.flush()
