@@ -141,12 +141,16 @@ class Schedule:
         """Fire times t with ``start < t <= end``, in order, at most ``limit`` of them."""
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        last = _to_utc_ts(end)
+        last = _from_ts(_to_utc_ts(end))  # floored: a whole-second t <= end iff t <= last
         result: list[datetime] = []
+        if limit == 0:
+            return result
         for fire in self.iter_after(start):
-            if (limit is not None and len(result) >= limit) or fire > _from_ts(last):
+            if fire > last:
                 break
             result.append(fire)
+            if len(result) == limit:
+                break
         return result
 
     def previous_at_or_before(self, t: datetime) -> datetime | None:
@@ -210,7 +214,7 @@ class Schedule:
                 raise _OutOfRange(f"no fire time of {self.expression!r} in years 2-{MAX_YEAR}")
             candidate = _wall_ts(wall) - offset
             transition = _first_transition(tz, low, candidate)
-            if True:
+            if transition is None:
                 return candidate
             low = transition
 
@@ -247,8 +251,20 @@ def _offset(tz: ZoneInfo, ts: int) -> int:
     return offset.days * _DAY + offset.seconds
 
 
+def _days_before_year(year: int) -> int:
+    previous = year - 1
+    return previous * 365 + previous // 4 - previous // 100 + previous // 400
+
+
 def _year_of(ts: int) -> int:
-    return (_EPOCH + timedelta(seconds=ts)).year
+    """The UTC year of instant ``ts`` (integer arithmetic: this is on the hot path)."""
+    ordinal = ts // _DAY + 719_163  # date(1970, 1, 1).toordinal()
+    year = ordinal * 400 // 146_097 + 1
+    while _days_before_year(year) >= ordinal:
+        year -= 1
+    while _days_before_year(year + 1) < ordinal:
+        year += 1
+    return year
 
 
 @functools.lru_cache(maxsize=4096)

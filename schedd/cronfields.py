@@ -103,6 +103,7 @@ class CronSpec:
     days: tuple[int, ...]
     months: tuple[int, ...]
     weekdays: frozenset[int]
+    day_set: frozenset[int]
     day_or: bool
     dom_only: bool
     fixed_hour: bool
@@ -149,6 +150,8 @@ class CronSpec:
 
     def _next_date(self, start: date) -> date | None:
         year, month, day = start.year, start.month, start.day
+        if month in self.months and self._day_matches(start):
+            return start  # the common case, without the month walk
         while year <= MAX_YEAR:
             for candidate in self.months[bisect_left(self.months, month) :]:
                 if candidate != month:
@@ -159,6 +162,11 @@ class CronSpec:
             year, month, day = year + 1, 1, 1
         return None
 
+    def _day_matches(self, day: date) -> bool:
+        dom_ok = day.day in self.day_set
+        dow_ok = day.isoweekday() % 7 in self.weekdays
+        return (dom_ok or dow_ok) if self.day_or else (dom_ok and dow_ok)
+
     def _day_in_month(self, year: int, month: int, first: int) -> int | None:
         last = calendar.monthrange(year, month)[1]
         if self.dom_only:
@@ -166,7 +174,7 @@ class CronSpec:
             return self.days[i] if i < len(self.days) and self.days[i] <= last else None
         weekday = date(year, month, first).isoweekday() % 7 if first <= last else 0
         for day in range(first, last + 1):
-            dom_ok = day in self.days
+            dom_ok = day in self.day_set
             dow_ok = weekday in self.weekdays
             if (dom_ok or dow_ok) if self.day_or else (dom_ok and dow_ok):
                 return day
@@ -228,6 +236,7 @@ def parse_fields(expression: str) -> CronSpec:
         days=tuple(sorted(days)),
         months=tuple(sorted(months)),
         weekdays=weekdays,
+        day_set=days,
         day_or=day_or,
         dom_only=dom_only,
         fixed_hour="*" not in parts[2] and "/" not in parts[2],

@@ -74,6 +74,8 @@ def next_fire_times(
         fires = schedule.between(start, datetime.max.replace(tzinfo=UTC), limit=count)
     except (cron.CronError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    if not fires:
+        raise _fail(f"no fire time after {start.isoformat()} (computed up to year 9998)")
     local = [fire.astimezone(zone) for fire in fires]
     if output is OutputFormat.json:
         rows = [

@@ -72,6 +72,13 @@ def test_berlin_fixed_time_in_the_repeated_hour_fires_once_at_the_first_occurren
     ]
 
 
+def test_berlin_fixed_time_asked_from_inside_the_second_occurrence() -> None:
+    """From 02:10 CET (the second 02:10), the rest of the repeated hour is not re-run."""
+    after = at("2025-10-26T02:10", "Europe/Berlin", fold=1)
+    assert local_fires("0 */5 2 * * *", "Europe/Berlin", after, 1) == ["2025-10-27T02:00:00+01:00"]
+    assert local_fires("0 30 2 * * *", "Europe/Berlin", after, 1) == ["2025-10-27T02:30:00+01:00"]
+
+
 def test_kubernetes_121594_cronjob_at_2am_berlin_runs_once_on_fall_back() -> None:
     """k8s #121594: a 02:00 Europe/Berlin CronJob ran twice on 2023-10-29. It must run once."""
     assert local_fires("0 2 * * *", "Europe/Berlin", at("2023-10-28T12:00"), 2) == [
