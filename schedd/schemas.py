@@ -245,3 +245,163 @@ class HeartbeatIn(BaseModel):
     load_average: float | None = Field(default=None, ge=0)
     memory_usage: float | None = Field(default=None, ge=0)
     cpu_usage: float | None = Field(default=None, ge=0, le=100_000)
+
+
+# --- HTTP API: auth, system, runs ----------------------------------------------------
+# Request bodies forbid unknown fields like the task bodies above.
+
+SCOPES = (
+    "task.read",
+    "task.write",
+    "task.execute",
+    "task.delete",
+    "worker.read",
+    "worker.write",
+    "system.read",
+    "system.write",
+)
+
+
+class TriggerIn(BaseModel):
+    """Optional body of POST /api/tasks/{id}/trigger: a per-run argument override."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arguments: list[str] | None = Field(default=None, max_length=MAX_ARGUMENTS)
+
+
+class ApiKeyCreate(BaseModel):
+    """Body of POST /api/apikeys. Scopes default to none; at most the caller's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(default_factory=list, max_length=len(SCOPES))
+    expires_at: datetime | None = None
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, value: list[str]) -> list[str]:
+        return check_scopes(value)
+
+
+class ApiKeyRead(BaseModel):
+    """An API key as lists show it: never the key, only its first characters."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    created_by: str | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    """The response that creates a key: the only time the key itself is shown."""
+
+    key: str
+
+
+class TokenCreate(BaseModel):
+    """Body of POST /api/tokens. Scopes default to all of the caller's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scopes: list[str] | None = Field(default=None, max_length=len(SCOPES))
+    ttl_seconds: int | None = Field(default=None, ge=1, le=31_536_000)
+
+    @field_validator("scopes")
+    @classmethod
+    def _known_scopes(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_scopes(value)
+
+
+class TokenRead(BaseModel):
+    token: str
+    token_type: str = "bearer"
+    expires_at: datetime
+    scopes: list[str]
+
+
+class WhoAmI(BaseModel):
+    actor: str
+    kind: str  # "api_key" or "token"
+    key_id: int
+    key_name: str
+    scopes: list[str]
+    expires_at: datetime | None
+
+
+def check_scopes(values: list[str]) -> list[str]:
+    unknown = [s for s in values if s not in SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope {unknown[0]!r} (expected any of {', '.join(SCOPES)})")
+    return [s for s in SCOPES if s in values]  # canonical order, no repeats
+
+
+class AuditRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    time: datetime
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    detail: dict[str, Any]
+
+
+class SystemLogRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    time: datetime
+    level: str
+    component: str
+    message: str
+    refs: dict[str, Any]
+
+
+class RunCounts(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    success_rate: float | None  # completed / ended (skipped and cancelled excluded)
+    throughput_per_minute: float  # ended runs per minute
+
+
+class StatsRead(BaseModel):
+    """GET /api/system/stats. Run windows count runs created in the last hour/day."""
+
+    version: str
+    uptime_seconds: float
+    time: datetime
+    tasks: dict[str, int]
+    runs_last_hour: RunCounts
+    runs_last_day: RunCounts
+    workers: dict[str, int]
+    queue_depth: int
+
+
+class HealthRead(BaseModel):
+    status: str  # ok | degraded | unavailable
+    database: str  # ok | unavailable
+    broker: str  # ok | unavailable | none
+    version: str
+
+
+class OutputRead(BaseModel):
+    """A slice of a run's output; read again from ``next_offset`` to follow it."""
+
+    data: str
+    offset: int
+    next_offset: int
+    finished: bool
+
+
+class FireTimes(BaseModel):
+    times: list[datetime]

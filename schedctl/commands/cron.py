@@ -4,28 +4,26 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from schedctl import render
+from schedctl.commands.common import OutputOpt
+from schedctl.context import Cli
+from schedctl.exits import ExitStatus
+from schedctl.render import Output
 from schedd import cron
 
-# sysexits(3) EX_DATAERR: the input (expression, zone, --after) is invalid.
-EXIT_INVALID_INPUT = 65
+# The input (expression, zone, --after) is invalid. Reported here rather than raised,
+# so the command also works mounted on its own (tests/unit/test_cron_cli.py).
+EXIT_INVALID_INPUT = ExitStatus.INVALID_INPUT
 
 app = typer.Typer(
     help="Preview cron schedules locally (no server needed).",
     no_args_is_help=True,
 )
-
-
-class OutputFormat(StrEnum):
-    table = "table"
-    json = "json"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -50,6 +48,7 @@ def _utc_text(moment: datetime) -> str:
 
 @app.command("next")
 def next_fire_times(
+    ctx: typer.Context,
     expression: str = typer.Argument(
         ...,
         metavar="EXPR",
@@ -62,9 +61,7 @@ def next_fire_times(
         "--after",
         help="Start after this ISO-8601 time (default: now); without an offset it is in --tz.",
     ),
-    output: OutputFormat = typer.Option(
-        OutputFormat.table, "--output", "-o", case_sensitive=False, help="table or json."
-    ),
+    output: OutputOpt = None,
 ) -> None:
     """Print the next fire times of EXPR, in the zone's local time and in UTC."""
     try:
@@ -77,20 +74,23 @@ def next_fire_times(
     if not fires:
         raise _fail(f"no fire time after {start.isoformat()} (computed up to year 9998)")
     local = [fire.astimezone(zone) for fire in fires]
-    if output is OutputFormat.json:
+    root = ctx.find_root().obj
+    if isinstance(root, Cli):
+        output = root.output(output)  # the global --output applies too
+    if output is Output.json:
         rows = [
             {"utc": _utc_text(fire), "local": moment.isoformat()}
             for fire, moment in zip(fires, local, strict=True)
         ]
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=escape(f"{expression} ({tz})"))
-    table.add_column("#", justify="right")
-    table.add_column(escape(f"Local time ({tz})"))
-    table.add_column("UTC")
+    table = render.columns("#", f"LOCAL TIME ({tz})", "UTC", title=f"{expression} ({tz})")
     for index, (fire, moment) in enumerate(zip(fires, local, strict=True), start=1):
-        table.add_row(str(index), escape(_local_text(moment)), _utc_text(fire))
-    Console(highlight=False).print(table)
+        table.add_row(str(index), _local_text(moment), _utc_text(fire))
+    if isinstance(root, Cli):
+        root.show(table, lambda t: t, Output.table)
+    else:
+        Console(highlight=False).print(table)
 
 
 def _local_text(moment: datetime) -> str:

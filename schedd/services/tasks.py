@@ -39,7 +39,7 @@ def _check_schedule(schedule: str | None, timezone: str) -> None:
 def resolve(session: Session, ref: str | int, *, lock: bool = False) -> Task:
     """A task by id (an int or a string of digits) or by name; NotFound otherwise."""
     query = select(Task)
-    if isinstance(ref, int) or ref.isdigit():
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
         query = query.where(Task.id == int(ref))
     else:
         query = query.where(Task.name == ref)

@@ -16,44 +16,49 @@ def seconds_before(*offsets: int) -> list[datetime]:
 
 
 def test_nothing_is_due_before_next_run_at() -> None:
-    assert due_times(EVERY_SECOND, NOW + timedelta(seconds=1), NOW, 100) == ([], 0, True)
+    later = NOW + timedelta(seconds=1)
+    assert due_times(EVERY_SECOND, later, NOW, 100) == ([], 0, True, later)
 
 
 def test_next_run_at_itself_is_due_at_that_instant() -> None:
-    assert due_times(EVERY_SECOND, NOW, NOW, 100) == ([NOW], 0, True)
+    assert due_times(EVERY_SECOND, NOW, NOW, 100) == ([NOW], 0, True, NOW + timedelta(seconds=1))
 
 
 def test_every_time_from_next_run_at_to_now_inclusive() -> None:
-    times, older, exact = due_times(EVERY_SECOND, NOW - timedelta(seconds=3), NOW, 100)
-    assert times == seconds_before(3, 2, 1, 0)
-    assert (older, exact) == (0, True)
+    due = due_times(EVERY_SECOND, NOW - timedelta(seconds=3), NOW, 100)
+    assert due.times == seconds_before(3, 2, 1, 0)
+    assert (due.older, due.exact) == (0, True)
+    assert due.following == NOW + timedelta(seconds=1)
 
 
 def test_keeps_only_the_most_recent_and_counts_the_rest() -> None:
-    times, older, exact = due_times(EVERY_SECOND, NOW - timedelta(seconds=9), NOW, 4)
-    assert times == seconds_before(3, 2, 1, 0)
-    assert (older, exact) == (6, True)
+    due = due_times(EVERY_SECOND, NOW - timedelta(seconds=9), NOW, 4)
+    assert due.times == seconds_before(3, 2, 1, 0)
+    assert (due.older, due.exact) == (6, True)
 
 
 def test_a_fraction_of_a_second_after_a_fire_time_includes_it() -> None:
     now = NOW + timedelta(microseconds=999_999)
-    times, _, _ = due_times(EVERY_SECOND, NOW - timedelta(seconds=1), now, 10)
-    assert times == seconds_before(1, 0)
+    due = due_times(EVERY_SECOND, NOW - timedelta(seconds=1), now, 10)
+    assert due.times == seconds_before(1, 0)
+    assert due.following == NOW + timedelta(seconds=1)
 
 
 def test_a_week_long_backlog_is_bounded_and_ends_at_now() -> None:
     first = NOW - timedelta(days=7)
-    times, older, exact = due_times(EVERY_SECOND, first, NOW, 100)
-    assert not exact
-    assert older >= ENUMERATION_LIMIT  # a lower bound of the real backlog
-    assert times == [NOW - timedelta(seconds=s) for s in reversed(range(100))]
+    due = due_times(EVERY_SECOND, first, NOW, 100)
+    assert not due.exact
+    assert due.older >= ENUMERATION_LIMIT  # a lower bound of the real backlog
+    assert due.times == [NOW - timedelta(seconds=s) for s in reversed(range(100))]
+    assert due.following == NOW + timedelta(seconds=1)
 
 
 def test_a_sparse_schedule_in_a_time_zone() -> None:
     daily = cron.parse("0 0 9 * * *", "Europe/Berlin")
     first = datetime(2026, 2, 26, 8, 0, tzinfo=UTC)  # 09:00 in Berlin (CET)
-    times, older, exact = due_times(daily, first, NOW, 100)
-    assert times == [datetime(2026, 2, day, 8, 0, tzinfo=UTC) for day in (26, 27, 28)] + [
+    due = due_times(daily, first, NOW, 100)
+    assert due.times == [datetime(2026, 2, day, 8, 0, tzinfo=UTC) for day in (26, 27, 28)] + [
         datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
     ]
-    assert (older, exact) == (0, True)
+    assert (due.older, due.exact) == (0, True)
+    assert due.following == datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -1,0 +1,152 @@
+"""The task fields as flags, shared by `task create` and `task update`.
+
+Every field of the data model has a flag; a flag not given is not sent, so the server's
+defaults apply on create and nothing else changes on update. ``--no-*`` flags clear a
+field on update.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from schedctl.choices import ConcurrencyPolicy, Executor, MisfirePolicy, Priority
+from schedctl.client import Client
+from schedctl.context import UsageProblem
+from schedctl.params import json_object
+
+PANEL = "Task fields"
+
+ExecutorOpt = Annotated[
+    Executor | None,
+    typer.Option(
+        "--executor", "-e", help="How the command runs (default: shell).", show_default=False
+    ),
+]
+ScheduleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--schedule",
+        "-s",
+        metavar="CRON",
+        help="Cron: 6 fields with seconds first, 5 fields, or @daily; none: trigger only.",
+    ),
+]
+TzOpt = Annotated[
+    str | None,
+    typer.Option("--tz", metavar="ZONE", help="IANA time zone of the schedule (default UTC)."),
+]
+ArgOpt = Annotated[
+    list[str] | None,
+    typer.Option("--arg", metavar="ARG", help="Argument passed to the command; repeat for more."),
+]
+TagOpt = Annotated[
+    list[str] | None, typer.Option("--tag", metavar="TAG", help="Tag; repeat for more.")
+]
+PriorityOpt = Annotated[Priority | None, typer.Option("--priority", help="Claim order.")]
+RetriesOpt = Annotated[
+    int | None,
+    typer.Option("--retries", metavar="N", min=0, help="Retries after a failed run (default 0)."),
+]
+RetryDelayOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--retry-delay", metavar="SECONDS", min=0, help="First retry delay, doubling each time."
+    ),
+]
+TimeoutOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        min=1,
+        help="Kill a run after this long (default: server's).",
+    ),
+]
+DependsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--depends-on", metavar="TASK", help="Upstream task (id or name); repeat for more."
+    ),
+]
+MetadataOpt = Annotated[
+    str | None,
+    typer.Option("--metadata", metavar="JSON", help='JSON object, e.g. \'{"owner": "ops"}\'.'),
+]
+ConcurrencyOpt = Annotated[
+    ConcurrencyPolicy | None,
+    typer.Option("--concurrency", help="A fire while a run is active: allow, forbid, replace."),
+]
+MisfireOpt = Annotated[
+    MisfirePolicy | None,
+    typer.Option("--misfire", help="Missed fire times: fire_once, skip, fire_all."),
+]
+DescriptionOpt = Annotated[
+    str | None, typer.Option("--description", "-d", metavar="TEXT", help="What the task is for.")
+]
+TaskTypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--task-type",
+        metavar="TYPE",
+        help="Routes runs to workers serving TYPE (default: the executor name).",
+    ),
+]
+
+
+def task_body(
+    client: Client,
+    *,
+    name: str | None = None,
+    command: str | None = None,
+    executor: Executor | None = None,
+    schedule: str | None = None,
+    tz: str | None = None,
+    arg: list[str] | None = None,
+    tag: list[str] | None = None,
+    priority: Priority | None = None,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    timeout: int | None = None,
+    depends_on: list[str] | None = None,
+    metadata: str | None = None,
+    concurrency: ConcurrencyPolicy | None = None,
+    misfire: MisfirePolicy | None = None,
+    description: str | None = None,
+    task_type: str | None = None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    """The API body for the flags given (dependencies resolved to ids)."""
+    values: dict[str, Any] = {
+        "name": name,
+        "command": command,
+        "executor": executor.value if executor else None,
+        "schedule": schedule,
+        "timezone": tz,
+        "arguments": arg,
+        "tags": tag,
+        "priority": priority.value if priority else None,
+        "retry_count": retries,
+        "retry_delay_seconds": retry_delay,
+        "timeout_seconds": timeout,
+        "metadata": json_object(metadata, "--metadata"),
+        "concurrency_policy": concurrency.value if concurrency else None,
+        "misfire_policy": misfire.value if misfire else None,
+        "description": description,
+        "task_type": task_type,
+        "status": status,
+    }
+    body = {key: value for key, value in values.items() if value is not None}
+    if depends_on is not None:
+        body["dependencies"] = client.task_ids(depends_on)
+    return body
+
+
+def clear(body: dict[str, Any], flag: bool, field: str, empty: Any, given: str) -> None:
+    """Apply a ``--no-FIELD`` flag; refuse it beside the flag that sets the field."""
+    if not flag:
+        return
+    if field in body:
+        raise UsageProblem(f"--no-{given} and --{given} exclude each other")
+    body[field] = empty

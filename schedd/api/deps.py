@@ -1,0 +1,134 @@
+"""What routes depend on: the app's state and the authenticated caller with a scope.
+
+Every route under /api declares one of the ``Scoped`` dependencies below (or
+``Authenticated``); the route test walks ``app.routes`` and fails on any route that has
+neither and is not on its short list of open routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+from sqlmodel import Session
+
+from schedd.brokers.base import Broker
+from schedd.config import Settings
+from schedd.db import Database
+from schedd.errors import Forbidden, Unauthorized
+from schedd.services import auth
+from schedd.services.auth import Principal
+from schedd.types import utcnow
+
+log = logging.getLogger("schedd.api")
+
+
+@dataclass
+class ApiState:
+    """Everything a request handler needs, built once by ``create_app``."""
+
+    settings: Settings
+    db: Database
+    broker: Broker | None
+    tasks_changed: threading.Event | None
+    jwt_secret: str
+    metrics_registry: CollectorRegistry
+    started_at: datetime = field(default_factory=utcnow)
+
+    def notify_tasks_changed(self) -> None:
+        """Wake this process's scheduler (call after the commit)."""
+        if self.tasks_changed is not None:
+            self.tasks_changed.set()
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+State = Annotated[ApiState, Depends(get_state)]
+_AFTER_COMMIT = "sched_after_commit"
+
+
+def get_session(state: State) -> Iterator[Session]:
+    """One session, one transaction per request, shared by the credential check and the
+    route; committed when the route returns, rolled back when it raises. Then the
+    route's :func:`after_commit` hooks run, all before the response is sent."""
+    with state.db.session() as session:
+        yield session
+    for hook in session.info.pop(_AFTER_COMMIT, []):
+        try:
+            hook()
+        except Exception:  # the change is committed: report it, do not fail the request
+            log.exception("a post-commit step failed (the outbox sweeper retries hand-overs)")
+
+
+def after_commit(session: Session, hook: Callable[[], object]) -> None:
+    """Run ``hook`` once this request's transaction has committed: waking the
+    scheduler, handing new runs to the broker (never before they are visible)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(hook)
+
+
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key (scheduler_...) or a token from POST /api/tokens.",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def authenticate(
+    session: Session, state: ApiState, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("missing credentials: send Authorization: Bearer <API key or token>")
+    return auth.authenticate(session, state.jwt_secret, credentials.credentials)
+
+
+class RequireScope:
+    """A dependency that authenticates the caller and checks one scope (None: any)."""
+
+    def __init__(self, scope: str | None) -> None:
+        self.scope = scope
+
+    def __call__(
+        self, request: Request, state: State, session: DbSession, credentials: Credentials
+    ) -> Principal:
+        principal = authenticate(session, state, credentials)
+        request.state.principal = principal
+        if self.scope is not None and not principal.has(self.scope):
+            raise Forbidden(f"this operation needs the scope {self.scope}")
+        return principal
+
+    def __repr__(self) -> str:
+        return f"RequireScope({self.scope!r})"
+
+
+def require(scope: str | None) -> RequireScope:
+    return RequireScope(scope)
+
+
+Authenticated = Annotated[Principal, Depends(require(None))]
+TaskReader = Annotated[Principal, Depends(require("task.read"))]
+TaskWriter = Annotated[Principal, Depends(require("task.write"))]
+TaskExecutor = Annotated[Principal, Depends(require("task.execute"))]
+TaskDeleter = Annotated[Principal, Depends(require("task.delete"))]
+WorkerReader = Annotated[Principal, Depends(require("worker.read"))]
+WorkerWriter = Annotated[Principal, Depends(require("worker.write"))]
+SystemReader = Annotated[Principal, Depends(require("system.read"))]
+SystemWriter = Annotated[Principal, Depends(require("system.write"))]
+
+
+def metrics_guard(request: Request, state: State, credentials: Credentials) -> None:
+    """/metrics is open unless ``observability.metrics_auth``; then it needs system.read."""
+    if state.settings.observability.metrics_auth:
+        with state.db.session() as session:
+            RequireScope("system.read")(request, state, session, credentials)

@@ -1,0 +1,121 @@
+"""The api role: the HTTP API served by uvicorn in a thread of the daemon."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+
+import uvicorn
+
+from schedd.api import bootstrap
+from schedd.api.app import create_app
+from schedd.daemon import Context
+from schedd.errors import Unavailable
+from schedd.services.systemlog import SystemLogWriter
+
+log = logging.getLogger("schedd.api")
+
+START_TIMEOUT = 15.0
+GRACEFUL_SECONDS = 10
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (listening starts with the server); Unavailable when
+    the address is taken or not ours, so the daemon stops with one clear line."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        family = socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"api: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class ApiRole:
+    """Serves the API until stopped; a graceful stop lets requests in flight finish."""
+
+    name = "api"
+
+    def __init__(self, ctx: Context) -> None:
+        settings = bootstrap.with_secret(ctx.settings, bootstrap.jwt_secret(ctx.settings))
+        self.settings = settings
+        self.db = ctx.db
+        self.app = create_app(settings, ctx.db, ctx.broker, ctx.tasks_changed)
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                log_config=None,  # the daemon's logging; the access log has no headers
+                server_header=False,
+                lifespan="off",
+                timeout_graceful_shutdown=GRACEFUL_SECONDS,
+            )
+        )
+        self.systemlog = SystemLogWriter(
+            ctx.db,
+            system_logs_days=settings.retention.system_logs_days,
+            audit_days=settings.retention.audit_days,
+        )
+        self._sock: socket.socket | None = None
+        self._thread = threading.Thread(target=self._serve, name="api", daemon=True)
+        self._error: BaseException | None = None
+        self._stopped_logging = False
+
+    @property
+    def port(self) -> int:
+        assert self._sock is not None
+        port: int = self._sock.getsockname()[1]
+        return port
+
+    def start(self) -> None:
+        self._sock = bind(self.settings.api.host, self.settings.api.port)
+        bootstrap.ensure_admin_key(self.settings, self.db)
+        self.systemlog.start()
+        self._thread.start()
+        if not self._wait_started():
+            self.stop(graceful=False)
+            self._thread.join(5)
+            raise Unavailable(f"api: the HTTP server did not start: {self._error or 'timeout'}")
+        bootstrap.write_api_url(self.settings, self.port)
+        url = bootstrap.base_url(self.settings.api.host, self.port)
+        log.info("API listening on %s (OpenAPI at %s/openapi.json)", url, url)
+
+    def _wait_started(self) -> bool:
+        waited = 0.0
+        while not self.server.started:
+            if not self._thread.is_alive() or waited >= START_TIMEOUT:
+                return False
+            self._thread.join(0.02)
+            waited += 0.02
+        return True
+
+    def _serve(self) -> None:
+        assert self._sock is not None
+        try:
+            self.server.run(sockets=[self._sock])
+        except BaseException as exc:  # SystemExit from uvicorn's start-up included
+            self._error = exc
+            log.error("the HTTP server stopped: %r", exc)
+        finally:
+            self._sock.close()
+
+    def stop(self, *, graceful: bool) -> None:
+        self.server.should_exit = True
+        if not graceful:
+            self.server.force_exit = True
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        if not self._stopped_logging:
+            self._stopped_logging = True
+            self.systemlog.stop()
+        return True

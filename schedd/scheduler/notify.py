@@ -1,0 +1,70 @@
+"""Wake schedulers early when tasks change: PostgreSQL LISTEN/NOTIFY on ``sched_tasks``.
+
+Optional by design: a scheduler that misses a notification still polls every
+``scheduling_interval`` seconds. Services call :func:`notify_tasks_changed` inside their
+transaction (PostgreSQL delivers the notification at commit, so a scheduler never wakes
+before the change is visible); on SQLite it does nothing (one process, and the daemon
+wakes its scheduler through ``Context.tasks_changed``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from schedd.db import Database
+
+log = logging.getLogger("schedd.scheduler.notify")
+
+CHANNEL = "sched_tasks"
+RECONNECT_DELAY = 5.0
+STOP_CHECK = 0.25  # how often the listener looks at its stop flag
+
+
+def notify_tasks_changed(session: Session) -> None:
+    """Tell listening schedulers (after this transaction commits) that tasks changed."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+class TaskChangeListener:
+    """A daemon thread that LISTENs on :data:`CHANNEL` and sets ``wake`` on each NOTIFY.
+
+    It holds its own connection (not one of the pool's) and reconnects after errors;
+    while disconnected the scheduler simply polls.
+    """
+
+    def __init__(self, db: Database, wake: threading.Event) -> None:
+        url = db.engine.url.set(drivername="postgresql")
+        self._conninfo = url.render_as_string(hide_password=False)
+        self._wake = wake
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scheduler-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=STOP_CHECK):
+                            self._wake.set()
+            except psycopg.Error as exc:
+                log.warning(
+                    "task change notifications unavailable (polling instead): %s",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                )
+                self._stop.wait(RECONNECT_DELAY)

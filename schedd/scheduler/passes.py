@@ -1,0 +1,251 @@
+"""One scheduler pass: fire, reap, release dependents, retry, promote, sweep.
+
+:class:`Scheduler` holds no thread: :meth:`Scheduler.run_pass` does one pass and says
+how long the caller may sleep; the role (:mod:`schedd.scheduler.role`) loops over it,
+and tests and the benchmark call it directly with an injected clock.
+
+Each step is its own transaction, and its runs are published after that commit.
+Every step is idempotent and safe with other schedulers on the same database; a step
+that fails (database restarting) is logged and the next steps still run.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from schedd.brokers.base import Broker, Message
+from schedd.config import Settings
+from schedd.db import Database
+from schedd.errors import SchedError
+from schedd.models import TaskStatus
+from schedd.scheduler import dependencies, fire, metrics, reaper, retries, store, sweeper
+from schedd.services.runs import dispatch
+from schedd.types import utcnow
+
+log = logging.getLogger("schedd.scheduler")
+
+# First look for runs to retry this far back (later passes look back RETRY_MARGIN from
+# the previous scan: room for clock skew between hosts and transactions in flight).
+RETRY_LOOKBACK = timedelta(days=1)
+RETRY_MARGIN = timedelta(minutes=5)
+# Most fire batches in one pass before the other steps get their turn.
+MAX_FIRE_BATCHES = 20
+# Shortest sleep while tasks are due that other schedulers hold locked.
+MIN_SLEEP = 0.02
+SWEEP_INTERVAL = 1.0
+
+
+@dataclass
+class PassReport:
+    """What one pass did (for tests, the benchmark and debug logs)."""
+
+    fired: int = 0  # pending runs created by schedule and dependency fires
+    skipped: int = 0  # skipped runs recorded
+    retries: int = 0
+    promoted: int = 0
+    reaped: int = 0
+    offline: int = 0
+    swept: int = 0
+    errors: int = 0
+    more_due: bool = False  # a fire batch was full: run the next pass at once
+    published: list[Message] = field(default_factory=list)
+
+
+class Scheduler:
+    """The scheduler's work, pass by pass, over one database and broker."""
+
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker | None,
+        settings: Settings,
+        *,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.db = db
+        self.broker = broker
+        self.settings = settings
+        cfg = settings.scheduler
+        self.fire_settings = fire.FireSettings(
+            grace=cfg.misfire_grace_seconds, max_catchup=cfg.max_catchup, batch_size=cfg.batch_size
+        )
+        self.rand = rand
+        self._retry_since: datetime | None = None
+        self._last_reap = float("-inf")
+        self._last_sweep = float("-inf")
+
+    def run_pass(self, now: datetime | None = None) -> PassReport:
+        """Do every step once. ``now`` pins the clock (tests); None uses the real one."""
+        started = time.monotonic()
+        report = PassReport()
+        # Fire first: it is what is late when a pass is slow. Reap before retrying, so
+        # that a lost run is retried in the same pass.
+        self._step(report, "fire", lambda: self._fire(report, now))
+        monotonic = time.monotonic()
+        if now is not None or monotonic - self._last_reap >= self.settings.scheduler.reap_interval:
+            self._last_reap = monotonic
+            self._step(report, "reaper", lambda: self._reap(report))
+        self._step(report, "dependencies", lambda: self._release(report, now))
+        self._step(report, "retries", lambda: self._retry(report, now))
+        self._step(report, "promotion", lambda: self._promote(report, now))
+        if now is not None or monotonic - self._last_sweep >= SWEEP_INTERVAL:
+            self._last_sweep = monotonic
+            self._step(report, "sweeper", lambda: self._sweep(report, now))
+        metrics.PASS_SECONDS.observe(time.monotonic() - started)
+        return report
+
+    def sleep_seconds(self, report: PassReport) -> float:
+        """How long to sleep after ``report``'s pass: until the next due task or waiting
+        run, at most ``scheduling_interval``; at once when a fire batch was full."""
+        interval = self.settings.scheduler.scheduling_interval
+        if report.more_due:
+            return 0.0
+        try:
+            with self.db.session() as session:
+                due = session.execute(
+                    sa.select(sa.func.min(store.tasks.c.next_run_at)).where(
+                        store.tasks.c.status == TaskStatus.active.value
+                    )
+                ).scalar_one()
+                waiting = retries.next_waiting(session)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("cannot read the next due time: %s", _first_line(exc))
+            return interval
+        soonest = min((t for t in (due, waiting) if t is not None), default=None)
+        if soonest is None:
+            return interval
+        # A due task that this pass did not take is locked by another scheduler, which
+        # is firing it now: look again shortly rather than spin.
+        return min(interval, max(MIN_SLEEP, (soonest - utcnow()).total_seconds()))
+
+    # --- steps -----------------------------------------------------------------------
+
+    def _step(self, report: PassReport, name: str, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except (sa.exc.SQLAlchemyError, SchedError) as exc:
+            report.errors += 1
+            log.error("scheduler %s step failed: %s", name, _first_line(exc))
+
+    def _hint(self, report: PassReport, messages: list[Message]) -> None:
+        if not messages or self.broker is None:
+            return
+        try:
+            self.broker.publish(messages)
+        except SchedError as exc:  # only a hint: its workers poll the table anyway
+            log.warning("could not wake workers: %s", exc)
+            return
+        report.published.extend(messages)
+
+    def _publish(self, report: PassReport, messages: list[Message]) -> None:
+        if messages:
+            dispatch(self.db, self.broker, messages)
+            report.published.extend(messages)
+
+    def _fire(self, report: PassReport, now: datetime | None) -> None:
+        # With a broker that claims in the database the committed row is the hand-over:
+        # stamp it in the insert and publish only as a wake-up hint (one write less).
+        in_database = self.broker is not None and self.broker.claims_in_database
+        for _ in range(MAX_FIRE_BATCHES):
+            with self.db.session() as session:
+                result = fire.fire_due(
+                    session,
+                    now=now or utcnow(),
+                    settings=self.fire_settings,
+                    created_at=now,
+                    dispatched=in_database,
+                )
+            fire.report(result)
+            messages = result.messages
+            report.fired += len(messages)
+            report.skipped += len(result.runs) - len(messages)
+            if in_database:
+                self._hint(report, messages)
+            else:
+                self._publish(report, messages)
+            report.more_due = result.full
+            if not result.full:
+                return
+
+    def _release(self, report: PassReport, now: datetime | None) -> None:
+        with self.db.session() as session:
+            released = dependencies.release_dependents(session, now=now or utcnow())
+        dependencies.report(released)
+        messages = [r.run.message for r in released if r.reason is None]
+        report.fired += len(messages)
+        report.skipped += len(released) - len(messages)
+        self._publish(report, messages)
+
+    def _retry(self, report: PassReport, now: datetime | None) -> None:
+        scan_time = now or utcnow()
+        since = self._retry_since or scan_time - RETRY_LOOKBACK
+        with self.db.session() as session:
+            created, full = retries.create_retries(
+                session,
+                since=since,
+                now=scan_time,
+                delay_max=self.settings.scheduler.retry_delay_max,
+                batch=self.settings.scheduler.batch_size,
+                rand=self.rand,
+            )
+        retries.report(created)
+        report.retries += len(created)
+        if not full:  # a full batch: scan the same window again next pass
+            self._retry_since = scan_time - RETRY_MARGIN
+
+    def _promote(self, report: PassReport, now: datetime | None) -> None:
+        with self.db.session() as session:
+            messages = retries.promote_waiting(
+                session, now=now or utcnow(), batch=self.settings.scheduler.batch_size
+            )
+        report.promoted += len(messages)
+        self._publish(report, messages)
+
+    def _reap(self, report: PassReport) -> None:
+        timeout = self.settings.effective_heartbeat_timeout
+        db_now = self.db.now()  # heartbeat ages are judged by the database's clock
+        with self.db.session() as session:
+            result = reaper.reap(
+                session,
+                db_now=db_now,
+                heartbeat_timeout=timeout,
+                default_timeout=self.settings.scheduler.task_timeout,
+            )
+        reaper.report(result, timeout)
+        report.reaped += len(result.runs)
+        report.offline += len(result.offline)
+
+    def _sweep(self, report: PassReport, now: datetime | None) -> None:
+        if self.broker is None:
+            return
+        with self.db.session() as session:
+            messages = sweeper.claim_undispatched(
+                session,
+                now=now or utcnow(),
+                redispatch_after=self.settings.scheduler.redispatch_after,
+                batch=self.settings.scheduler.batch_size,
+                republish=not self.broker.claims_in_database,
+            )
+        if not messages:
+            return
+        metrics.REDISPATCHED.inc(len(messages))
+        log.info("handing %d pending run(s) to the broker again", len(messages))
+        try:
+            self.broker.publish(messages)
+        except SchedError as exc:
+            log.warning("broker unavailable, sweep again later: %s", exc)
+            return
+        report.swept += len(messages)
+        report.published.extend(messages)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,352 @@
+"""Claiming runs and every later write of a claimed run, fenced.
+
+A claim is one guarded statement, ``pending -> running``, that records the worker and
+increments the run's ``claim`` counter. From then on the worker writes the run only
+through :class:`Claim`: each write matches ``(id, worker_id, claim, status='running')``
+and reports whether it matched. A write that matches nothing means the run was taken
+away (the reaper marked it lost, an operator's cancel ended it, another worker holds
+it now): the caller must stop the run and never retry the write as anything else.
+
+All times written here come from the database clock (:func:`db_now`), since the reaper
+judges ``heartbeat_at`` by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from schedd.models import RunStatus, Task, TaskRun
+from schedd.services import output
+from schedd.services.output import OutputBatch
+from schedd.types import UTCDateTime, utcnow
+
+runs = TaskRun.__table__  # type: ignore[attr-defined]
+tasks = Task.__table__  # type: ignore[attr-defined]
+
+RUNNING = RunStatus.running.value
+PENDING = RunStatus.pending.value
+RESULT_STATUSES = frozenset(
+    {RunStatus.completed, RunStatus.failed, RunStatus.timeout, RunStatus.cancelled}
+)
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def db_now(session: Session) -> sa.ColumnElement[datetime]:
+    """The database's current time as an SQL expression.
+
+    PostgreSQL's ``now()``; SQLite runs in this process, so its clock is this host's.
+    """
+    if _is_postgres(session):
+        return sa.func.now(type_=UTCDateTime())
+    return sa.literal(utcnow(), UTCDateTime())
+
+
+def db_ago(session: Session, seconds: float) -> sa.ColumnElement[datetime]:
+    """The database time ``seconds`` ago."""
+    if _is_postgres(session):
+        return sa.func.now(type_=UTCDateTime()) - sa.literal(
+            timedelta(seconds=seconds), sa.Interval()
+        )
+    return sa.literal(utcnow() - timedelta(seconds=seconds), UTCDateTime())
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on a run: the fence every later write of the run must pass."""
+
+    run_id: int
+    worker_id: str
+    claim: int
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run just claimed, with what its task says about how to run it."""
+
+    claim: Claim
+    task_id: int
+    task_name: str
+    task_type: str
+    executor: str
+    command: str
+    arguments: list[str]  # the run's own arguments if it has them, else the task's
+    metadata: dict[str, Any]
+    timeout_seconds: int | None  # the task's; None = [scheduler] task_timeout
+    priority: int
+    retry_count: int
+    scheduled_for: datetime | None
+    created_at: datetime
+
+
+_RETURNED = (
+    runs.c.id,
+    runs.c.task_id,
+    runs.c.claim,
+    runs.c.task_type,
+    runs.c.priority,
+    runs.c.retry_count,
+    runs.c.scheduled_for,
+    runs.c.created_at,
+    runs.c.arguments,
+)
+
+
+def _claim_values(session: Session, worker_id: str) -> dict[str, Any]:
+    now = db_now(session)
+    return {
+        "status": RUNNING,
+        "worker_id": worker_id,
+        "claim": runs.c.claim + 1,
+        "started_at": now,
+        "heartbeat_at": now,
+        "output_bytes": 0,
+    }
+
+
+def _claimable(task_types: Sequence[str], executor_types: Sequence[str]) -> list[Any]:
+    """Conditions on a run (and its task) this worker may claim."""
+    return [
+        runs.c.status == PENDING,
+        sa.not_(runs.c.cancel_requested),
+        runs.c.task_type.in_(list(task_types)),
+        sa.exists().where(tasks.c.id == runs.c.task_id, tasks.c.executor.in_(list(executor_types))),
+    ]
+
+
+def claim_next(
+    session: Session,
+    worker_id: str,
+    *,
+    limit: int,
+    task_types: Sequence[str],
+    executor_types: Sequence[str],
+) -> list[ClaimedRun]:
+    """Claim up to ``limit`` pending runs, highest priority first, then oldest.
+
+    One UPDATE over a sub-select; on PostgreSQL the sub-select locks with SKIP LOCKED,
+    so concurrent workers take different runs instead of queueing on the same rows.
+    SQLite serializes writers (BEGIN IMMEDIATE), so the same statement is exclusive.
+    """
+    if limit < 1:
+        return []
+    pick = (
+        sa.select(runs.c.id)
+        .where(*_claimable(task_types, executor_types))
+        .order_by(runs.c.priority.desc(), runs.c.id)
+        .limit(limit)
+    )
+    if _is_postgres(session):
+        pick = pick.with_for_update(skip_locked=True)
+    # A materialized CTE runs the locking sub-select exactly once. (PostgreSQL may
+    # evaluate ``id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`` again for each
+    # row it scans, and then claim more than n runs.)
+    picked = pick.cte("picked").prefix_with("MATERIALIZED")
+    rows = session.execute(
+        sa.update(runs)
+        .where(runs.c.id.in_(sa.select(picked.c.id)), runs.c.status == PENDING)
+        .values(_claim_values(session, worker_id))
+        .returning(*_RETURNED)
+    ).all()
+    claimed = _with_tasks(session, worker_id, rows)
+    claimed.sort(key=lambda run: (-run.priority, run.claim.run_id))
+    return claimed
+
+
+def claim_run(
+    session: Session,
+    run_id: int,
+    worker_id: str,
+    *,
+    task_types: Sequence[str],
+    executor_types: Sequence[str],
+) -> ClaimedRun | None:
+    """Claim run ``run_id`` (a broker delivered its id); None when it is not claimable.
+
+    Use :func:`run_status` to tell "taken or ended" (ack the delivery) from "pending
+    but not for this worker" (hand the delivery back).
+    """
+    row = session.execute(
+        sa.update(runs)
+        .where(runs.c.id == run_id, *_claimable(task_types, executor_types))
+        .values(_claim_values(session, worker_id))
+        .returning(*_RETURNED)
+    ).first()
+    if row is None:
+        return None
+    return _with_tasks(session, worker_id, [row])[0]
+
+
+def run_status(session: Session, run_id: int) -> str | None:
+    return session.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar_one_or_none()
+
+
+def _with_tasks(session: Session, worker_id: str, rows: Sequence[Any]) -> list[ClaimedRun]:
+    if not rows:
+        return []
+    # A run claimed before (handed back by a draining worker) starts its output over.
+    output.discard(session, [row.id for row in rows if row.claim > 1])
+    task_rows = session.execute(
+        sa.select(
+            tasks.c.id,
+            tasks.c.name,
+            tasks.c.executor,
+            tasks.c.command,
+            tasks.c.arguments,
+            tasks.c["metadata"],
+            tasks.c.timeout_seconds,
+        ).where(tasks.c.id.in_({row.task_id for row in rows}))
+    ).all()
+    by_id = {task.id: task for task in task_rows}
+    claimed = []
+    for row in rows:
+        task = by_id[row.task_id]
+        claimed.append(
+            ClaimedRun(
+                claim=Claim(row.id, worker_id, row.claim),
+                task_id=row.task_id,
+                task_name=task.name,
+                task_type=row.task_type,
+                executor=task.executor,
+                command=task.command,
+                arguments=list(row.arguments if row.arguments is not None else task.arguments),
+                metadata=dict(task.metadata or {}),
+                timeout_seconds=task.timeout_seconds,
+                priority=row.priority,
+                retry_count=row.retry_count,
+                scheduled_for=row.scheduled_for,
+                created_at=row.created_at,
+            )
+        )
+    return claimed
+
+
+def _fence(claim: Claim) -> list[Any]:
+    return [
+        runs.c.id == claim.run_id,
+        runs.c.worker_id == claim.worker_id,
+        runs.c.claim == claim.claim,
+        runs.c.status == RUNNING,
+    ]
+
+
+def _fenced_update(session: Session, claim: Claim, values: dict[str, Any]) -> bool:
+    """UPDATE the run only if ``claim`` still holds it; True when it did."""
+    result = session.connection().execute(sa.update(runs).where(*_fence(claim)).values(values))
+    return result.rowcount == 1
+
+
+def report_output(session: Session, claim: Claim, batch: OutputBatch) -> bool:
+    """Store output of a running run; False (nothing written) when it is no longer ours."""
+    if not _fenced_update(session, claim, {"output_bytes": batch.total}):
+        return False
+    output.store(session, claim.run_id, batch)
+    return True
+
+
+def finish(
+    session: Session,
+    claim: Claim,
+    *,
+    status: RunStatus,
+    exit_code: int | None,
+    execution_time: float,
+    error_message: str | None,
+    result: str | None,
+    batch: OutputBatch | None = None,
+) -> bool:
+    """Record the end of a run (completed, failed, timeout, cancelled) with its last output.
+
+    False, with nothing written, when the run is no longer this claim's.
+    """
+    if status not in RESULT_STATUSES:
+        raise ValueError(f"a worker cannot end a run as {status!r}")
+    values: dict[str, Any] = {
+        "status": status.value,
+        "completed_at": db_now(session),
+        "exit_code": exit_code,
+        "execution_time": execution_time,
+        "error_message": error_message,
+        "result": result,
+    }
+    if batch is not None:
+        values["output_bytes"] = batch.total
+    if not _fenced_update(session, claim, values):
+        return False
+    if batch is not None:
+        output.store(session, claim.run_id, batch)
+    return True
+
+
+def hand_back(
+    session: Session, claim: Claim, *, batch: OutputBatch | None = None
+) -> RunStatus | None:
+    """Give a run this worker did not finish back to the queue; None when not ours.
+
+    The run becomes ``pending`` again (no worker, same attempt), or ``cancelled`` when an
+    operator asked to cancel it meanwhile. The caller publishes a pending run again.
+    """
+    cancelled = RunStatus.cancelled.value
+    row = session.execute(
+        sa.update(runs)
+        .where(*_fence(claim))
+        .values(
+            output_bytes=batch.total if batch is not None else runs.c.output_bytes,
+            status=sa.case((runs.c.cancel_requested, cancelled), else_=PENDING),
+            worker_id=sa.case((runs.c.cancel_requested, runs.c.worker_id), else_=None),
+            started_at=sa.case((runs.c.cancel_requested, runs.c.started_at), else_=None),
+            heartbeat_at=None,
+            completed_at=sa.case((runs.c.cancel_requested, db_now(session)), else_=None),
+            error_message=sa.case(
+                (runs.c.cancel_requested, "cancelled by request while the worker stopped"),
+                else_=runs.c.error_message,
+            ),
+            dispatched_at=db_now(session),
+        )
+        .returning(runs.c.status)
+    ).first()
+    if row is None:
+        return None
+    if batch is not None:
+        output.store(session, claim.run_id, batch)
+    return RunStatus(row.status)
+
+
+@dataclass(frozen=True)
+class RunChecks:
+    cancel: frozenset[int]  # runs an operator asked to cancel
+    gone: frozenset[int]  # runs that are no longer this worker's (lost, ended, re-claimed)
+
+
+def check(session: Session, claims: Sequence[Claim]) -> RunChecks:
+    """One query for all of a worker's running runs: which to cancel, which are gone."""
+    if not claims:
+        return RunChecks(frozenset(), frozenset())
+    rows = session.execute(
+        sa.select(
+            runs.c.id, runs.c.status, runs.c.worker_id, runs.c.claim, runs.c.cancel_requested
+        ).where(runs.c.id.in_([c.run_id for c in claims]))
+    ).all()
+    by_id = {row.id: row for row in rows}
+    cancel: set[int] = set()
+    gone: set[int] = set()
+    for held in claims:
+        row = by_id.get(held.run_id)
+        if (
+            row is None
+            or row.status != RUNNING
+            or row.worker_id != held.worker_id
+            or row.claim != held.claim
+        ):
+            gone.add(held.run_id)
+        elif row.cancel_requested:
+            cancel.add(held.run_id)
+    return RunChecks(frozenset(cancel), frozenset(gone))

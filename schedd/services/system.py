@@ -1,0 +1,173 @@
+"""System use cases: statistics, the stored system events, the audit log.
+
+Every statistic is one aggregate query over an indexed column, cheap enough to serve
+on each request and each Prometheus scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from schedd import __version__
+from schedd.errors import InvalidInput
+from schedd.models import (
+    AuditEntry,
+    RunStatus,
+    SystemLog,
+    Task,
+    TaskRun,
+    TaskStatus,
+    Worker,
+    WorkerStatus,
+)
+from schedd.schemas import AuditRead, Page, RunCounts, StatsRead, SystemLogRead
+from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page
+from schedd.types import utcnow
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "trace": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+# Ended runs that count for the success rate: cancelled and skipped runs did not try.
+_TRIED = (RunStatus.completed, RunStatus.failed, RunStatus.timeout, RunStatus.lost)
+
+
+def _counts(session: Session, column: Any, where: Any = None) -> dict[str, int]:
+    query = sa.select(column, sa.func.count()).group_by(column)
+    if where is not None:
+        query = query.where(where)
+    return {str(value): int(n) for value, n in session.execute(query).all()}
+
+
+def tasks_by_status(session: Session) -> dict[str, int]:
+    counts = dict.fromkeys((s.value for s in TaskStatus), 0)
+    counts.update(_counts(session, col(Task.status)))
+    return counts
+
+
+def workers_by_status(session: Session) -> dict[str, int]:
+    counts = dict.fromkeys((s.value for s in WorkerStatus), 0)
+    counts.update(_counts(session, col(Worker.status)))
+    return counts
+
+
+def queue_depth(session: Session) -> int:
+    """Runs waiting for a worker (pending)."""
+    query = sa.select(sa.func.count()).where(col(TaskRun.status) == RunStatus.pending.value)
+    return int(session.execute(query).scalar_one())
+
+
+def run_counts(session: Session, since: datetime, now: datetime) -> RunCounts:
+    """Runs created since ``since``, by their current status."""
+    by_status = dict.fromkeys((s.value for s in RunStatus), 0)
+    by_status.update(_counts(session, col(TaskRun.status), col(TaskRun.created_at) >= since))
+    tried = sum(by_status[s.value] for s in _TRIED)
+    ended = sum(n for s, n in by_status.items() if RunStatus(s).terminal)
+    minutes = max((now - since).total_seconds() / 60, 1e-9)
+    return RunCounts(
+        total=sum(by_status.values()),
+        by_status=by_status,
+        success_rate=None if tried == 0 else round(by_status["completed"] / tried, 4),
+        throughput_per_minute=round(ended / minutes, 3),
+    )
+
+
+def stats(session: Session, *, started_at: datetime, now: datetime | None = None) -> StatsRead:
+    """The system at a glance; ``started_at`` is when this API process started."""
+    now = now or utcnow()
+    return StatsRead(
+        version=__version__,
+        uptime_seconds=round((now - started_at).total_seconds(), 3),
+        time=now,
+        tasks=tasks_by_status(session),
+        runs_last_hour=run_counts(session, now - timedelta(hours=1), now),
+        runs_last_day=run_counts(session, now - timedelta(days=1), now),
+        workers=workers_by_status(session),
+        queue_depth=queue_depth(session),
+    )
+
+
+def level_number(level: str) -> int:
+    """The logging level of a name (``error``, ``WARNING``...); InvalidInput otherwise."""
+    number = LEVELS.get(level.strip().lower())
+    if number is None:
+        raise InvalidInput(
+            f"level: unknown level {level!r} (expected one of debug, info, warning, error, "
+            "critical)",
+            field="level",
+        )
+    return number
+
+
+def _aware(value: datetime | None, field: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise InvalidInput(f"{field}: must include a time zone (e.g. Z)", field=field)
+    return value
+
+
+def list_logs(
+    session: Session,
+    *,
+    level: str | None = None,
+    component: str | None = None,
+    start_time: datetime | None = None,
+    end_time: datetime | None = None,
+    page: int = 1,
+    size: int = DEFAULT_PAGE_SIZE,
+) -> Page[SystemLogRead]:
+    """Stored system events, newest first: level at or above ``level``, ``component``
+    exactly, ``start_time <= time < end_time``."""
+    query = select(SystemLog)
+    if level:
+        query = query.where(col(SystemLog.levelno) >= level_number(level))
+    if component:
+        query = query.where(SystemLog.component == component)
+    if _aware(start_time, "start_time") is not None:
+        query = query.where(col(SystemLog.time) >= start_time)
+    if _aware(end_time, "end_time") is not None:
+        query = query.where(col(SystemLog.time) < end_time)
+    rows, total = fetch_page(session, query, col(SystemLog.id).desc(), page, size)
+    items = [SystemLogRead.model_validate(r) for r in rows]
+    return Page[SystemLogRead](items=items, total=total, page=page, size=size)
+
+
+def list_audit(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    outcome: str | None = None,
+    start_time: datetime | None = None,
+    end_time: datetime | None = None,
+    page: int = 1,
+    size: int = DEFAULT_PAGE_SIZE,
+) -> Page[AuditRead]:
+    """Audit entries, newest first, filtered by exact actor, action, target, outcome and
+    ``start_time <= time < end_time``."""
+    query = select(AuditEntry)
+    for column, value in (
+        (AuditEntry.actor, actor),
+        (AuditEntry.action, action),
+        (AuditEntry.target, target),
+        (AuditEntry.outcome, outcome),
+    ):
+        if value:
+            query = query.where(column == value)
+    if _aware(start_time, "start_time") is not None:
+        query = query.where(col(AuditEntry.time) >= start_time)
+    if _aware(end_time, "end_time") is not None:
+        query = query.where(col(AuditEntry.time) < end_time)
+    rows, total = fetch_page(session, query, col(AuditEntry.id).desc(), page, size)
+    items = [AuditRead.model_validate(r) for r in rows]
+    return Page[AuditRead](items=items, total=total, page=page, size=size)

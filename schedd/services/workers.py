@@ -1,0 +1,228 @@
+"""Worker use cases: register, heartbeat, list, show, drain, remove, deregister.
+
+The worker role and the HTTP API (``POST /api/workers/{id}/heartbeat``) share
+:func:`heartbeat`; operators reach :func:`drain_worker` and :func:`remove_worker`
+through the API and ``schedctl``. Every state change is one guarded statement, and
+times come from the database clock, which the reaper judges heartbeats by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from schedd.errors import Conflict, NotFound
+from schedd.models import RunStatus, TaskRun, Worker, WorkerStatus
+from schedd.schemas import HeartbeatIn, Page, WorkerRead
+from schedd.services import audit
+from schedd.services.claims import db_ago, db_now
+from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page
+
+workers = Worker.__table__  # type: ignore[attr-defined]
+runs = TaskRun.__table__  # type: ignore[attr-defined]
+
+ACTIVE = WorkerStatus.active.value
+DRAINING = WorkerStatus.draining.value
+OFFLINE = WorkerStatus.offline.value
+
+
+def _read(row: Any) -> WorkerRead:
+    return WorkerRead.model_validate(dict(row._mapping))
+
+
+def _upsert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def register(
+    session: Session,
+    *,
+    worker_id: str,
+    hostname: str,
+    ip_address: str | None,
+    task_types: Sequence[str],
+    executor_types: Sequence[str],
+    max_concurrent_tasks: int,
+    pid: int,
+    version: str,
+    stale_after: float,
+    port: int | None = None,
+    force: bool = False,
+) -> WorkerRead:
+    """Create or take over the workers row ``worker_id``, as active with a fresh heartbeat.
+
+    An existing row is taken over when it is offline, its last heartbeat is older than
+    ``stale_after`` seconds, it is this same process (same host and pid), or ``force``
+    (the caller checked that the previous holder on this host is dead). Otherwise two
+    live workers would share one id: Conflict.
+    """
+    now = db_now(session)
+    values: dict[str, Any] = {
+        "id": worker_id,
+        "hostname": hostname,
+        "ip_address": ip_address,
+        "port": port,
+        "task_types": list(task_types),
+        "executor_types": list(executor_types),
+        "max_concurrent_tasks": max_concurrent_tasks,
+        "current_task_count": 0,
+        "status": ACTIVE,
+        "last_heartbeat": now,
+        "registered_at": now,
+        "load_average": None,
+        "memory_usage": None,
+        "cpu_usage": None,
+        "pid": pid,
+        "version": version,
+    }
+    insert = _upsert(session)(workers).values(values)
+    takeover = sa.or_(
+        sa.true() if force else sa.false(),
+        workers.c.status == OFFLINE,
+        workers.c.last_heartbeat.is_(None),
+        workers.c.last_heartbeat < db_ago(session, stale_after),
+        sa.and_(workers.c.hostname == hostname, workers.c.pid == pid),
+    )
+    row = session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[workers.c.id],
+            set_={key: insert.excluded[key] for key in values if key != "id"},
+            where=takeover,
+        ).returning(*workers.c)
+    ).first()
+    if row is None:
+        other = get_worker(session, worker_id)
+        raise Conflict(
+            f"worker id {worker_id!r} is in use by pid {other.pid} on {other.hostname} "
+            f"(last heartbeat {other.last_heartbeat:%Y-%m-%dT%H:%M:%SZ}); stop that worker "
+            "or give this one another worker.id",
+            field="worker.id",
+        )
+    return _read(row)
+
+
+def heartbeat(
+    session: Session,
+    worker_id: str,
+    beat: HeartbeatIn,
+    *,
+    run_ids: Sequence[int] | None = None,
+) -> WorkerRead:
+    """Record that the worker is alive, with its load; keep its running runs alive.
+
+    ``run_ids`` names the runs the worker holds (the worker role passes them, so runs an
+    earlier process under the same id left behind still age out and are reaped); None
+    renews every running run of the worker (the HTTP API's heartbeat). A worker marked
+    offline becomes active again; a draining one stays draining, and the returned
+    status tells it so. NotFound when the worker was removed: it should register again.
+    """
+    now = db_now(session)
+    row = session.execute(
+        sa.update(workers)
+        .where(workers.c.id == worker_id)
+        .values(
+            last_heartbeat=now,
+            current_task_count=beat.current_task_count,
+            load_average=beat.load_average,
+            memory_usage=beat.memory_usage,
+            cpu_usage=beat.cpu_usage,
+            status=sa.case((workers.c.status == OFFLINE, ACTIVE), else_=workers.c.status),
+        )
+        .returning(*workers.c)
+    ).first()
+    if row is None:
+        raise NotFound(f"worker {worker_id!r} not found")
+    if run_ids is None or run_ids:
+        held = sa.select(runs.c.id).where(
+            runs.c.worker_id == worker_id, runs.c.status == RunStatus.running.value
+        )
+        if run_ids is not None:
+            held = held.where(runs.c.id.in_(list(run_ids)))
+        # SKIP LOCKED: a run locked right now is being written by its worker (output, its
+        # end) or by the reaper; waiting for it could deadlock with a transaction that
+        # locks several runs in another order, and the next heartbeat renews it anyway.
+        held = held.with_for_update(skip_locked=True)
+        session.execute(
+            sa.update(runs).where(runs.c.id.in_(held.scalar_subquery())).values(heartbeat_at=now)
+        )
+    return _read(row)
+
+
+def deregister(session: Session, worker_id: str) -> None:
+    """The worker is stopping: mark it offline with nothing running."""
+    session.execute(
+        sa.update(workers)
+        .where(workers.c.id == worker_id)
+        .values(status=OFFLINE, current_task_count=0)
+    )
+
+
+def get_worker(session: Session, worker_id: str) -> WorkerRead:
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        raise NotFound(f"worker {worker_id!r} not found")
+    return WorkerRead.model_validate(worker)
+
+
+def list_workers(
+    session: Session,
+    *,
+    status: str | None = None,
+    page: int = 1,
+    size: int = DEFAULT_PAGE_SIZE,
+) -> Page[WorkerRead]:
+    """Workers ordered by id, optionally only those with ``status``."""
+    query = select(Worker)
+    if status is not None:
+        query = query.where(Worker.status == status)
+    items, total = fetch_page(session, query, col(Worker.id), page, size)
+    return Page[WorkerRead](
+        items=[WorkerRead.model_validate(w) for w in items], total=total, page=page, size=size
+    )
+
+
+def drain_worker(session: Session, worker_id: str, *, actor: str | None = None) -> WorkerRead:
+    """Ask a worker to drain: it stops claiming, finishes or hands back its runs, and exits.
+
+    The worker learns it from its next heartbeat. Draining a draining worker changes
+    nothing; an offline worker cannot be drained (Conflict).
+    """
+    drained = mark_draining(session, worker_id)
+    if drained is None:
+        current = get_worker(session, worker_id)
+        if current.status == OFFLINE:
+            raise Conflict(f"worker {worker_id!r} is offline; there is nothing to drain")
+        return current
+    audit.record(session, actor, "worker.drain", f"worker:{worker_id}")
+    return drained
+
+
+def mark_draining(session: Session, worker_id: str) -> WorkerRead | None:
+    """active -> draining (the worker itself on SIGTERM); None when it was not active."""
+    row = session.execute(
+        sa.update(workers)
+        .where(workers.c.id == worker_id, workers.c.status == ACTIVE)
+        .values(status=DRAINING)
+        .returning(*workers.c)
+    ).first()
+    return None if row is None else _read(row)
+
+
+def remove_worker(session: Session, worker_id: str, *, actor: str | None = None) -> None:
+    """Delete an offline worker's row; a live worker must be drained first (Conflict)."""
+    deleted = (
+        session.connection()
+        .execute(sa.delete(workers).where(workers.c.id == worker_id, workers.c.status == OFFLINE))
+        .rowcount
+    )
+    if not deleted:
+        current = get_worker(session, worker_id)
+        raise Conflict(
+            f"worker {worker_id!r} is {current.status}; drain it first (it goes offline "
+            "when it stops) or wait until it is declared offline"
+        )
+    audit.record(session, actor, "worker.remove", f"worker:{worker_id}")

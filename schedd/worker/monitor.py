@@ -1,0 +1,193 @@
+"""The worker's monitor thread: the one place that writes run state after the claim.
+
+Each round (every ``poll_interval``, or at once when a run ends):
+
+1. writes the final reports of runs whose executor returned, all in one transaction,
+   each fenced; a report that fails on a database error is kept and tried again;
+2. checks all executing runs in one query: a cancel request stops the run as
+   cancelled, a run that is no longer ours (reaped as lost, re-claimed) is killed;
+3. about every ``flush_interval``, stores new output of executing runs, fenced; a
+   store that matches nothing also means the run was taken away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from schedd.brokers.base import Message
+from schedd.db import Database
+from schedd.executors.base import StopReason
+from schedd.models import RunStatus
+from schedd.services import claims
+from schedd.services.output import OutputBatch
+from schedd.worker import dberrors
+from schedd.worker.runs import Action, ActiveRun, Report, RunBook
+
+log = logging.getLogger("schedd.worker")
+
+POLL_INTERVAL = 0.5
+FLUSH_INTERVAL = 1.0
+
+
+class Monitor:
+    def __init__(
+        self,
+        db: Database,
+        book: RunBook,
+        *,
+        publish: Callable[[list[Message]], None],
+        poll_interval: float = POLL_INTERVAL,
+        flush_interval: float = FLUSH_INTERVAL,
+    ) -> None:
+        self.db = db
+        self.book = book
+        self.publish = publish
+        self.poll_interval = poll_interval
+        self.flush_interval = flush_interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="worker-monitor", daemon=True)
+        self._last_flush = 0.0
+        self._failing: set[str] = set()  # steps whose last attempt failed
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self.book.wake()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        next_check = 0.0
+        while not self._stop.is_set():
+            self._guarded(self.write_reports)
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + self.poll_interval
+                self._guarded(self.check_runs)
+                if now - self._last_flush >= self.flush_interval:
+                    self._guarded(self.flush_output)
+                    self._last_flush = now
+            if not self.book.has_reports():
+                self.book.wait(max(0.0, next_check - time.monotonic()))
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run one step; a database error is logged when it starts and retried later."""
+        name = step.__name__
+        try:
+            step()
+        except SQLAlchemyError as exc:
+            if name not in self._failing:
+                log.warning(
+                    "worker monitor: %s failed, will retry: %s: %s",
+                    name,
+                    type(exc).__name__,
+                    dberrors.describe(exc),
+                )
+            self._failing.add(name)
+            self._stop.wait(self.poll_interval)
+        else:
+            if name in self._failing:
+                log.info("worker monitor: %s works again", name)
+            self._failing.discard(name)
+
+    def write_reports(self) -> None:
+        """Write queued final reports in one transaction; on error they stay queued."""
+        # In run id order, like every multi-run write of this worker, so that two of its
+        # transactions never lock the same runs in opposite orders.
+        reports = sorted(self.book.take_reports(), key=lambda report: report.run.run_id)
+        if not reports:
+            return
+        written: list[tuple[Report, bool | RunStatus | None]] = []
+        try:
+            with self.db.session() as session:
+                for report in reports:
+                    written.append((report, _write(session, report)))
+        except BaseException:
+            self.book.requeue(reports)
+            raise
+        handed_back: list[Message] = []
+        for report, result in written:
+            run = report.run
+            if report.action is Action.finish and result is False:
+                log.info(
+                    "run %d ended (%s) but is no longer this worker's; nothing recorded",
+                    run.run_id,
+                    report.status,
+                )
+            elif report.action is Action.hand_back:
+                if result is RunStatus.pending:
+                    handed_back.append(
+                        Message(run.run_id, run.claimed.priority, run.claimed.task_type)
+                    )
+                log.info("run %d handed back (%s)", run.run_id, result or "no longer ours")
+        self.book.forget(report.run.run_id for report in reports)
+        if handed_back:
+            self.publish(handed_back)
+
+    def check_runs(self) -> None:
+        """Stop runs an operator cancelled, and runs that are no longer ours."""
+        runs = self.book.executing()
+        if not runs:
+            return
+        with self.db.session() as session:
+            checks = claims.check(session, [run.claim for run in runs])
+        for run in runs:
+            if run.run_id in checks.gone:
+                if not run.stop.is_set():
+                    log.warning(
+                        "run %d is no longer this worker's (reaped or re-claimed); killing it",
+                        run.run_id,
+                    )
+                run.stop.stop(StopReason.lost)
+            elif run.run_id in checks.cancel:
+                if not run.stop.is_set():
+                    log.info("run %d: cancel requested; stopping it", run.run_id)
+                run.stop.stop(StopReason.cancelled)
+
+    def flush_output(self) -> None:
+        """Store new output of executing runs (one transaction for all of them)."""
+        batches: list[tuple[ActiveRun, OutputBatch]] = []
+        for run in sorted(self.book.executing(), key=lambda run: run.run_id):
+            batch = run.capture.pending()
+            if batch is not None:
+                batches.append((run, batch))
+        if not batches:
+            return
+        lost: list[ActiveRun] = []
+        with self.db.session() as session:
+            for run, batch in batches:
+                if not claims.report_output(session, run.claim, batch):
+                    lost.append(run)
+        for run, batch in batches:
+            run.capture.stored(batch)
+        for run in lost:
+            log.warning("run %d is no longer this worker's; killing it", run.run_id)
+            run.stop.stop(StopReason.lost)
+
+
+def _write(session: Session, report: Report) -> bool | RunStatus | None:
+    """One final report, fenced: finish -> matched?; hand back -> new status or None."""
+    run = report.run
+    batch = run.capture.pending()
+    if report.action is Action.finish:
+        assert report.status is not None
+        return claims.finish(
+            session,
+            run.claim,
+            status=report.status,
+            exit_code=report.exit_code,
+            execution_time=report.execution_time,
+            error_message=report.error_message,
+            result=run.capture.result() or None,
+            batch=batch,
+        )
+    if report.action is Action.hand_back:
+        return claims.hand_back(session, run.claim, batch=batch)
+    return None

@@ -1,0 +1,249 @@
+"""The worker role: register, then claim and execute runs until stopped or drained.
+
+Threads: ``worker`` (claim loop, then the drain), ``worker-heartbeat`` and
+``worker-fence`` (:mod:`.heartbeat`), ``worker-monitor`` (:mod:`.monitor`), and one
+``run-N`` thread per executing run. Runs never execute on a broker's thread.
+
+``stop(graceful=True)`` drains (:mod:`.drain`); ``stop(graceful=False)`` kills at once
+and hands back. An operator's drain (seen in a heartbeat reply) drains the same way;
+when the worker is the process's only role, the process then stops itself (SIGTERM to
+itself, so the daemon's normal shutdown runs and exits 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+
+import psutil
+from sqlalchemy.exc import SQLAlchemyError
+
+from schedd import __version__
+from schedd.brokers.base import Message
+from schedd.config import Settings
+from schedd.daemon import Context
+from schedd.errors import ConfigError, NotFound, Unavailable
+from schedd.executors.base import RunSpec, StopReason
+from schedd.executors.guard import Guard
+from schedd.executors.registry import create_executors
+from schedd.services import workers
+from schedd.services.claims import ClaimedRun
+from schedd.worker import dberrors
+from schedd.worker.capture import OutputCapture
+from schedd.worker.claiming import Claimer
+from schedd.worker.drain import Drain
+from schedd.worker.heartbeat import Heartbeat
+from schedd.worker.identity import identify
+from schedd.worker.monitor import Monitor
+from schedd.worker.runs import Action, ActiveRun, RunBook, execute
+
+log = logging.getLogger("schedd.worker")
+
+_UNFINISHED = {Action.hand_back: "stopped, to be handed back", Action.drop: "taken away"}
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse to start a worker that could not keep its promises; ConfigError says why."""
+    source = settings.source or "configuration"
+    fence, timeout = settings.effective_fence_seconds, settings.effective_heartbeat_timeout
+    if fence >= timeout:
+        raise ConfigError(
+            source,
+            "worker.fence_seconds",
+            f"the fence time ({fence:g} s) must be shorter than the heartbeat timeout "
+            f"({timeout:g} s), or a worker cut off from the database would run its tasks "
+            "beside their replacements",
+        )
+    directory = settings.worker.working_directory
+    if directory is not None and not os.path.isdir(directory):
+        raise ConfigError(source, "worker.working_directory", f"{directory} is not a directory")
+    interpreter = settings.worker.python_interpreter
+    if "python" in settings.worker.executor_types and shutil.which(interpreter) is None:
+        raise ConfigError(
+            source, "worker.python_interpreter", f"{interpreter!r} is not an executable"
+        )
+
+
+class WorkerRole:
+    name = "worker"
+
+    def __init__(self, ctx: Context) -> None:
+        check_settings(ctx.settings)
+        self.ctx = ctx
+        self.settings = ctx.settings.worker
+        self.identity = identify(ctx.settings)
+        self.worker_id = self.identity.worker_id
+        self.task_types = ctx.settings.effective_task_types
+        self.executor_types = list(self.settings.executor_types)
+        self.guard = Guard()
+        self.executors = create_executors(self.settings, self.executor_types, self.guard)
+        self.book = RunBook(self.settings.max_concurrent_tasks)
+        self.heartbeat = Heartbeat(
+            ctx.db,
+            self.worker_id,
+            interval=self.settings.heartbeat_interval,
+            fence_seconds=ctx.settings.effective_fence_seconds,
+            held=self.book.held_ids,
+            executing=lambda: len(self.book.executing()),
+            on_fence=self._on_fence,
+            on_draining=self._on_drain_request,
+            register=self._register,
+        )
+        self.monitor = Monitor(ctx.db, self.book, publish=self._publish)
+        self.claimer = Claimer(
+            ctx.db,
+            ctx.broker,
+            self.book,
+            worker_id=self.worker_id,
+            task_types=self.task_types,
+            executor_types=self.executor_types,
+            start_run=self._start_run,
+            fenced=lambda: self.heartbeat.fenced,
+        )
+        self._stopping = threading.Event()
+        self._forced = threading.Event()
+        self._drain_requested = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="worker")
+
+    # --- Role protocol ------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            self._register()
+        except SQLAlchemyError as exc:
+            raise Unavailable(
+                f"cannot register worker {self.worker_id}: {dberrors.describe(exc)}"
+            ) from exc
+        self.guard.start()
+        self.heartbeat.start()
+        self.monitor.start()
+        self._thread.start()
+        log.info(
+            "worker %s: executors %s, task types %s, up to %d runs at once",
+            self.worker_id,
+            ", ".join(self.executor_types),
+            ", ".join(self.task_types),
+            self.settings.max_concurrent_tasks,
+        )
+
+    def stop(self, *, graceful: bool) -> None:
+        if not graceful:
+            self._forced.set()
+        self._stopping.set()
+        self.ctx.broker.wake()
+        self.book.wake()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread.ident is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # --- internals ----------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            self.claimer.loop(lambda: self._stopping.is_set() or self._drain_requested.is_set())
+        finally:
+            Drain(
+                db=self.ctx.db,
+                book=self.book,
+                monitor=self.monitor,
+                heartbeat=self.heartbeat,
+                worker_id=self.worker_id,
+                grace=self.settings.drain_grace_seconds,
+                kill_grace=self.settings.kill_grace_seconds,
+                forced=self._forced,
+            ).run()
+            self.guard.close()
+            log.info("worker %s stopped", self.worker_id)
+        if not self._stopping.is_set() and list(self.ctx.settings.daemon.roles) == ["worker"]:
+            log.info("drained on request: stopping this process")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _register(self) -> None:
+        me = self.identity
+        sent_at = time.monotonic()
+        with self.ctx.db.session() as session:
+            try:
+                before = workers.get_worker(session, self.worker_id)
+            except NotFound:
+                before = None
+            # Same host, another pid that is dead: a restart under a configured id.
+            force = (
+                before is not None
+                and before.hostname == me.hostname
+                and before.pid not in (None, me.pid)
+                and not psutil.pid_exists(before.pid)
+            )
+            workers.register(
+                session,
+                worker_id=self.worker_id,
+                hostname=me.hostname,
+                ip_address=me.ip_address,
+                task_types=self.task_types,
+                executor_types=self.executor_types,
+                max_concurrent_tasks=self.settings.max_concurrent_tasks,
+                pid=me.pid,
+                version=__version__,
+                stale_after=self.ctx.settings.effective_heartbeat_timeout,
+                force=force,
+            )
+        self.heartbeat.succeeded(sent_at)
+
+    def _start_run(self, claimed: ClaimedRun) -> None:
+        timeout = claimed.timeout_seconds or self.ctx.settings.scheduler.task_timeout
+        spec = RunSpec(
+            run_id=claimed.claim.run_id,
+            task_id=claimed.task_id,
+            task_name=claimed.task_name,
+            executor=claimed.executor,
+            command=claimed.command,
+            arguments=claimed.arguments,
+            timeout=float(timeout),
+            attempt=claimed.retry_count,
+            scheduled_for=claimed.scheduled_for or claimed.created_at,
+            metadata=claimed.metadata,
+        )
+        run = ActiveRun(claimed, spec, OutputCapture(self.settings.max_output_bytes))
+        self.book.add(run)
+        log.info("run %d (task %s, attempt %d) started", spec.run_id, spec.task_name, spec.attempt)
+        threading.Thread(
+            target=self._execute, args=(run,), name=f"run-{spec.run_id}", daemon=True
+        ).start()
+
+    def _execute(self, run: ActiveRun) -> None:
+        report = execute(run, self.executors)
+        self.book.finished(report)
+        log.info(
+            "run %d %s after %.2f s%s",
+            run.run_id,
+            report.status or _UNFINISHED[report.action],
+            report.execution_time,
+            f": {report.error_message}" if report.error_message else "",
+        )
+
+    def _on_fence(self) -> None:
+        self.book.stop_all(StopReason.fenced)
+
+    def _on_drain_request(self) -> None:
+        if self._stopping.is_set():
+            return  # draining already (it was this worker that said so)
+        log.info("worker %s was asked to drain", self.worker_id)
+        self._drain_requested.set()
+        self.ctx.broker.wake()
+        self.book.wake()
+
+    def _publish(self, messages: list[Message]) -> None:
+        try:
+            self.ctx.broker.publish(messages)
+        except Unavailable as exc:
+            log.warning(
+                "cannot publish %d handed-back run(s) (the outbox sweeper will): %s",
+                len(messages),
+                exc,
+            )

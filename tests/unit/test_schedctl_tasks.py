@@ -1,0 +1,201 @@
+"""`schedctl task` parsing and rendering, in --db mode on a temporary SQLite database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.schedctlkit import Cli, migrated_sqlite, one_line
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path, migrated_sqlite(tmp_path / "sched.db"))
+
+
+def test_create_takes_every_field_as_a_flag(cli: Cli) -> None:
+    cli("task", "create", "extract", "true")
+    task = cli.json(
+        "task", "create", "report", "/opt/report.py",
+        "--executor", "python", "--schedule", "0 30 2 * * *", "--tz", "Europe/Berlin",
+        "--arg", "--day", "--arg", "today", "--tag", "daily", "--tag", "db",
+        "--priority", "high", "--retries", "3", "--retry-delay", "2.5", "--timeout", "600",
+        "--depends-on", "extract", "--metadata", '{"owner": "ops"}', "--concurrency", "forbid",
+        "--misfire", "skip", "--description", "Daily report", "--task-type", "reports",
+        "--paused",
+    )  # fmt: skip
+    assert {k: v for k, v in task.items() if k not in ("id", "created_at", "updated_at")} == {
+        "name": "report",
+        "description": "Daily report",
+        "task_type": "reports",
+        "executor": "python",
+        "command": "/opt/report.py",
+        "arguments": ["--day", "today"],
+        "schedule": "0 30 2 * * *",
+        "timezone": "Europe/Berlin",
+        "priority": "high",
+        "retry_count": 3,
+        "retry_delay_seconds": 2.5,
+        "timeout_seconds": 600,
+        "status": "paused",
+        "concurrency_policy": "forbid",
+        "misfire_policy": "skip",
+        "last_run_at": None,
+        "next_run_at": None,
+        "dependencies": [1],
+        "tags": ["daily", "db"],
+        "metadata": {"owner": "ops"},
+    }
+
+
+def test_a_task_is_found_by_id_or_by_name(cli: Cli) -> None:
+    cli("task", "create", "backup", "echo hi")
+    assert cli.json("task", "show", "1")["name"] == "backup"
+    assert cli.json("task", "show", "backup")["id"] == 1
+
+
+def test_update_changes_only_the_fields_given(cli: Cli) -> None:
+    cli("task", "create", "backup", "echo hi", "--schedule", "@daily", "--tag", "a")
+    before = cli.json("task", "show", "backup")
+    after = cli.json("task", "update", "backup", "--retries", "2", "--no-schedule")
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {"retry_count", "schedule", "next_run_at", "updated_at"}
+    assert after["schedule"] is None and after["tags"] == ["a"]
+
+
+def test_update_without_a_field_is_a_usage_error(cli: Cli) -> None:
+    cli("task", "create", "backup", "echo hi")
+    result = cli("task", "update", "backup")
+    assert result.exit_code == 2
+    assert "nothing to change" in one_line(result)
+
+
+def test_a_flag_and_its_no_flag_together_are_a_usage_error(cli: Cli) -> None:
+    cli("task", "create", "backup", "echo hi")
+    result = cli("task", "update", "backup", "--tag", "x", "--no-tags")
+    assert result.exit_code == 2
+    assert "--no-tag" in one_line(result)
+
+
+def test_unknown_task_is_one_line_and_exit_3(cli: Cli) -> None:
+    result = cli("task", "show", "nope")
+    assert result.exit_code == 3
+    assert one_line(result) == "error: task 'nope' not found"
+    assert result.stdout == ""
+
+
+def test_bad_cron_is_one_line_naming_the_field_and_exit_65(cli: Cli) -> None:
+    result = cli("task", "create", "bad", "true", "--schedule", "0 0 25 * * *")
+    assert result.exit_code == 65
+    line = one_line(result)
+    assert line.startswith("error: schedule: cron expression '0 0 25 * * *'")  # as the API says
+    assert "hour field '25' is out of range" in line
+    assert cli.json("task", "list")["total"] == 0
+
+
+def test_bad_metadata_is_invalid_input(cli: Cli) -> None:
+    result = cli("task", "create", "t", "true", "--metadata", "[1, 2]")
+    assert result.exit_code == 65
+    assert "--metadata" in one_line(result)
+
+
+def test_unknown_option_is_a_one_line_usage_error(cli: Cli) -> None:
+    result = cli("task", "create", "t", "true", "--shedule", "@daily")
+    assert result.exit_code == 2
+    line = one_line(result)
+    assert "--shedule" in line and "schedctl task create --help" in line
+
+
+def test_duplicate_name_is_a_conflict(cli: Cli) -> None:
+    cli("task", "create", "t", "true")
+    result = cli("task", "create", "t", "true")
+    assert result.exit_code == 6
+    assert "already exists" in one_line(result)
+
+
+def test_delete_of_a_dependency_is_refused_unless_forced(cli: Cli) -> None:
+    cli("task", "create", "up", "true")
+    cli("task", "create", "down", "true", "--depends-on", "up")
+    refused = cli("task", "delete", "up")
+    assert refused.exit_code == 6
+    assert "'down'" in one_line(refused)
+    assert cli.json("task", "delete", "up", "--force") == {"id": 1, "name": "up", "deleted": True}
+    assert [t["name"] for t in cli.json("task", "list")["items"]] == ["down"]
+
+
+def test_list_json_is_the_api_page(cli: Cli) -> None:
+    for name in ("a", "b", "c"):
+        cli("task", "create", name, "true", "--tag", "x" if name != "b" else "y")
+    page = cli.json("task", "list", "--tag", "x", "--size", "1")
+    assert set(page) == {"items", "total", "page", "size"}
+    assert (page["total"], page["page"], page["size"]) == (2, 1, 1)
+    assert [t["name"] for t in page["items"]] == ["a"]
+
+
+def test_list_table_shows_columns_and_a_footer(cli: Cli) -> None:
+    cli("task", "create", "nightly", "true", "--schedule", "0 0 2 * * *", "--tz", "Asia/Tokyo")
+    out = cli("task", "list").stdout
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "ID",
+        "NAME",
+        "STATUS",
+        "SCHEDULE",
+        "NEXT",
+        "RUN",
+        "LAST",
+        "RUN",
+        "TAGS",
+    ]
+    assert "0 0 2 * * * (Asia/Tokyo)" in lines[1]
+    assert lines[-1] == "1 task"
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_names_are_shown_as_written_not_as_markup(cli: Cli) -> None:
+    cli("task", "create", "[bold]x[/bold]", "true", "--tag", "[prod]")
+    out = cli("task", "list").stdout
+    assert "[bold]x[/bold]" in out and "[prod]" in out
+
+
+def test_pause_and_resume_report_the_status(cli: Cli) -> None:
+    cli("task", "create", "t", "true", "--schedule", "@hourly")
+    assert cli("task", "pause", "t").stdout == "task 1 (t) is paused\n"
+    assert cli.json("task", "show", "t")["next_run_at"] is None
+    resumed = cli("task", "resume", "t").stdout
+    assert resumed.startswith("task 1 (t) is active; next run ")
+
+
+def test_next_lists_fire_times(cli: Cli) -> None:
+    cli("task", "create", "t", "true", "--schedule", "0 0 12 * * *")
+    times = cli.json("task", "next", "t", "-n", "3")["times"]
+    assert len(times) == 3 and all(t.endswith("T12:00:00Z") for t in times)
+
+
+def test_debug_shows_the_traceback(cli: Cli) -> None:
+    result = cli("--debug", "task", "show", "nope")
+    assert result.exit_code == 3
+    assert "Traceback" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1] == "error: task 'nope' not found"
+
+
+def test_api_and_db_on_the_command_line_exclude_each_other(cli: Cli) -> None:
+    result = cli("--api", "http://127.0.0.1:9", "task", "list")
+    assert result.exit_code == 2
+    assert "--api and --db" in one_line(result)
+
+
+def test_a_missing_database_file_is_unavailable_and_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.db"
+    result = Cli(tmp_path, f"sqlite:///{missing}")("task", "list")
+    assert result.exit_code == 69
+    assert str(missing) in one_line(result)
+    assert not missing.exists()
+
+
+def test_database_url_variable_selects_direct_mode(cli: Cli) -> None:
+    assert cli.db_url is not None
+    result = cli("-o", "json", "task", "list", direct=False, env={"DATABASE_URL": cli.db_url})
+    assert result.exit_code == 0, result.output
+    assert '"total": 0' in result.stdout
