@@ -134,24 +134,36 @@ class Daemon:
         log.info("database: %s", describe_url(settings.database.url))
 
         roles: list[Role] = []
-        for name in self.role_names:
-            factory = role_factory(name)
-            if factory is None:
-                log.warning("role %s is not part of this build; it does not run", name)
-                continue
-            role = factory(ctx)
-            role.start()
-            roles.append(role)
-            log.info("role %s started", name)
+        try:
+            for name in self.role_names:
+                factory = role_factory(name)
+                if factory is None:
+                    log.warning("role %s is not part of this build; it does not run", name)
+                    continue
+                role = factory(ctx)
+                role.start()
+                roles.append(role)
+                log.info("role %s started", name)
+        except BaseException:
+            # A role that cannot start (a second SQLite scheduler, a port in use) must not
+            # leave the roles already started keeping the process alive.
+            self._shutdown(ctx, roles, graceful=False)
+            raise
         log.info("schedd is running; send SIGTERM to stop")
 
         while self._signals == 0:
             self._wake.wait(1.0)
         log.info("stopping (signal received)")
+        self._shutdown(ctx, roles, graceful=True)
+        log.info("stopped")
+        return 0
+
+    def _shutdown(self, ctx: Context, roles: list[Role], *, graceful: bool) -> None:
+        """Stop the roles in reverse start order; a second signal makes it immediate."""
         ctx.stopping.set()
         for role in reversed(roles):
-            role.stop(graceful=True)
-        forced = False
+            role.stop(graceful=graceful)
+        forced = not graceful
         for role in reversed(roles):
             while not role.join(0.2):
                 if not forced and self._signals > 1:
@@ -160,6 +172,4 @@ class Daemon:
                     for other in roles:
                         other.stop(graceful=False)
         ctx.broker.close()
-        db.dispose()
-        log.info("stopped")
-        return 0
+        ctx.db.dispose()

@@ -1,6 +1,6 @@
 """What routes depend on: the app's state and the authenticated caller with a scope.
 
-Every route under /api declares one of the ``Scoped`` dependencies below (or
+Every route under /api declares one of the scope dependencies below (or
 ``Authenticated``); the route test walks ``app.routes`` and fails on any route that has
 neither and is not on its short list of open routes.
 """
@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from schedd.brokers.base import Broker
 from schedd.config import Settings
@@ -40,6 +42,7 @@ class ApiState:
     tasks_changed: threading.Event | None
     jwt_secret: str
     metrics_registry: CollectorRegistry
+    db_slots: anyio.Semaphore
     started_at: datetime = field(default_factory=utcnow)
 
     def notify_tasks_changed(self) -> None:
@@ -48,7 +51,7 @@ class ApiState:
             self.tasks_changed.set()
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 
@@ -57,17 +60,44 @@ State = Annotated[ApiState, Depends(get_state)]
 _AFTER_COMMIT = "sched_after_commit"
 
 
-def get_session(state: State) -> Iterator[Session]:
+async def get_session(state: State) -> AsyncIterator[Session]:
     """One session, one transaction per request, shared by the credential check and the
     route; committed when the route returns, rolled back when it raises. Then the
-    route's :func:`after_commit` hooks run, all before the response is sent."""
-    with state.db.session() as session:
-        yield session
-    for hook in session.info.pop(_AFTER_COMMIT, []):
+    route's :func:`after_commit` hooks run, all before the response is sent.
+
+    Requests wait for a database slot in the event loop (``ApiState.db_slots``), not in
+    a thread: on SQLite, whose writers queue on one lock, a busy connection would sleep
+    in SQLite's own back-off instead of being handed the lock when it is free.
+    """
+    async with state.db_slots:
+        # Like Database.session(), spread over the request: the session connects on
+        # first use, in the route's thread; commit and rollback run in a worker thread.
+        session = Session(state.db.engine, expire_on_commit=False)
         try:
-            hook()
-        except Exception:  # the change is committed: report it, do not fail the request
-            log.exception("a post-commit step failed (the outbox sweeper retries hand-overs)")
+            yield session
+        except BaseException:
+            await run_in_threadpool(_end, session, commit=False)
+            raise
+        await run_in_threadpool(_end, session, commit=True)
+    for hook in session.info.pop(_AFTER_COMMIT, []):
+        await run_in_threadpool(_run_hook, hook)
+
+
+def _end(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+def _run_hook(hook: Callable[[], object]) -> None:
+    try:
+        hook()
+    except Exception:  # the change is committed: report it, do not fail the request
+        log.exception("a post-commit step failed (the outbox sweeper retries hand-overs)")
 
 
 def after_commit(session: Session, hook: Callable[[], object]) -> None:

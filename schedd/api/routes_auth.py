@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from schedd.api.deps import Authenticated, DbSession, State, SystemReader, SystemWriter
+from schedd.api.errors import ERROR_RESPONSES
 from schedd.api.params import KeyId, PageNo, PageSize
 from schedd.schemas import (
     ApiKeyCreate,
@@ -19,7 +20,7 @@ from schedd.schemas import (
 )
 from schedd.services import auth
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], responses=ERROR_RESPONSES)
 
 
 @router.post("/api/apikeys", status_code=201, name="apikey.create")

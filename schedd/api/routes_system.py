@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from schedd.api.deps import DbSession, State, SystemReader, metrics_guard
+from schedd.api.errors import ERROR_RESPONSES
 from schedd.api.health import check_health
 from schedd.api.params import PageNo, PageSize
 from schedd.errors import NotFound
@@ -17,7 +18,7 @@ from schedd.metrics import exposition
 from schedd.schemas import AuditRead, HealthRead, Page, StatsRead, SystemLogRead
 from schedd.services import system
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], responses=ERROR_RESPONSES)
 
 
 @router.get(

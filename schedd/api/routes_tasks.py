@@ -19,6 +19,7 @@ from schedd.api.deps import (
     TaskWriter,
     after_commit,
 )
+from schedd.api.errors import ERROR_RESPONSES
 from schedd.api.params import PageNo, PageSize
 from schedd.models import Executor, TaskStatus
 from schedd.schemas import (
@@ -32,7 +33,7 @@ from schedd.schemas import (
 )
 from schedd.services import lifecycle, runs, tasks
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], responses=ERROR_RESPONSES)
 
 Ref = Annotated[str, Path(description="Task id or name.", min_length=1, max_length=200)]
 

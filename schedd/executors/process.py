@@ -1,8 +1,10 @@
 """Child processes of a run: start, feed output, time out, stop, and leave nothing behind.
 
 Every run's process starts a new session (so it leads its own process group) with
-PR_SET_PDEATHSIG(SIGKILL), so it dies with the worker thread that started it; the
-worker's :class:`~schedd.executors.guard.Guard` kills the rest of the group then.
+PR_SET_PDEATHSIG(SIGKILL), so it dies with the worker thread that started it (set by
+util-linux ``setpriv`` where it works, else by prctl() in a preexec_fn: see
+:func:`_launch`); the worker's :class:`~schedd.executors.guard.Guard` kills the rest of
+the group then.
 Timeout and stop send SIGTERM to the whole group and SIGKILL after the grace. When the
 group's first process exits by itself, whatever it left running in the group (a
 forgotten ``&``) gets the same treatment: a run ends with its process group.
@@ -115,7 +117,10 @@ def _launch(argv: Sequence[str]) -> tuple[list[str], Callable[[], None] | None]:
 
 
 def _child_setup(parent: int) -> Callable[[], None] | None:
-    """The preexec_fn of run processes without setpriv: die with the worker (Linux)."""
+    """The preexec_fn of run processes without setpriv: die with the worker (Linux).
+
+    Only a prctl() runs between fork and exec, so it is safe beside the worker's threads.
+    """
     libc = _libc
     if libc is None:
         return None

@@ -148,7 +148,7 @@ def claim_due(session: Session, now: datetime, limit: int) -> list[Any]:
         .order_by(tasks.c.next_run_at, tasks.c.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if store.is_postgres(session):
         query = query.with_for_update(skip_locked=True, of=tasks)
     return list(session.execute(query))
 

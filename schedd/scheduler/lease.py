@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -57,12 +58,14 @@ class SchedulerLease:
         self.host = socket.gethostname()
         self.holder = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.held = False
+        self._renewed = float("-inf")
 
     def acquire(self, now: datetime | None = None) -> None:
         """Take the lease or raise Conflict naming the scheduler that holds it."""
         now = now or utcnow()
         if self._take(now):
             self.held = True
+            self._renewed = time.monotonic()
             return
         current = self._current()
         if current is not None:
@@ -73,12 +76,20 @@ class SchedulerLease:
             if gone and self._take(now, replacing=holder):
                 log.info("took over the scheduler lease of pid %s, which has exited", pid)
                 self.held = True
+                self._renewed = time.monotonic()
                 return
         raise Conflict(self._refusal(current))
 
     def renew(self, now: datetime | None = None) -> bool:
-        """Extend the lease; False when it was lost (taken over after expiring)."""
-        now = now or utcnow()
+        """Extend the lease; False when it was lost (taken over after expiring).
+
+        Without an explicit ``now``, a lease renewed less than a tenth of its ttl ago is
+        not written again (the loop may run many passes a second).
+        """
+        if now is None:
+            if self.held and time.monotonic() - self._renewed < self.ttl / 10:
+                return True
+            now = utcnow()
         with self.db.engine.begin() as conn:
             renewed = conn.execute(
                 sa.update(leases)
@@ -86,6 +97,7 @@ class SchedulerLease:
                 .values(expires_at=now + timedelta(seconds=self.ttl))
             ).rowcount
         self.held = renewed == 1
+        self._renewed = time.monotonic()
         return self.held
 
     def release(self) -> None:

@@ -40,6 +40,9 @@ MAX_FIRE_BATCHES = 20
 # Shortest sleep while tasks are due that other schedulers hold locked.
 MIN_SLEEP = 0.02
 SWEEP_INTERVAL = 1.0
+# After a failed step, wait this long (at most the scheduling interval) before the next
+# pass: a database that is down must not turn the loop into a busy loop of errors.
+ERROR_BACKOFF = 1.0
 
 
 @dataclass
@@ -105,6 +108,8 @@ class Scheduler:
         """How long to sleep after ``report``'s pass: until the next due task or waiting
         run, at most ``scheduling_interval``; at once when a fire batch was full."""
         interval = self.settings.scheduler.scheduling_interval
+        if report.errors:
+            return min(interval, ERROR_BACKOFF)  # e.g. the database is restarting
         if report.more_due:
             return 0.0
         try:

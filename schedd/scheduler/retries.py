@@ -132,7 +132,7 @@ def promote_waiting(session: Session, *, now: datetime, batch: int) -> list[Mess
         .order_by(runs.c.not_before, runs.c.id)
         .limit(batch)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if store.is_postgres(session):
         due = due.with_for_update(skip_locked=True)
     promoted = session.execute(
         sa.update(runs)

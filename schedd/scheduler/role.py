@@ -17,17 +17,15 @@ from __future__ import annotations
 import logging
 import threading
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from schedd.daemon import Context
 from schedd.errors import Conflict
 from schedd.scheduler.lease import SchedulerLease
 from schedd.scheduler.notify import TaskChangeListener
-from schedd.scheduler.passes import Scheduler
+from schedd.scheduler.passes import ERROR_BACKOFF, Scheduler
 
 log = logging.getLogger("schedd.scheduler")
-
-# After an unexpected error, wait this long before the next pass (and at most the
-# scheduling interval): a broken database must not turn the loop into a busy loop.
-ERROR_BACKOFF = 1.0
 
 
 class SchedulerRole:
@@ -96,8 +94,7 @@ class SchedulerRole:
                     delay = min(ERROR_BACKOFF, interval)
                 self._sleep(delay)
         finally:
-            if self.lease is not None and self.lease.held:
-                self.lease.release()
+            self._release_lease()
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0 and not self._stopping():
@@ -113,3 +110,11 @@ class SchedulerRole:
             return False
         log.info("took the SQLite scheduler lease again")
         return True
+
+    def _release_lease(self) -> None:
+        if self.lease is None or not self.lease.held:
+            return
+        try:
+            self.lease.release()
+        except SQLAlchemyError as exc:  # it expires by itself within its ttl
+            log.warning("could not release the SQLite scheduler lease: %s", exc)

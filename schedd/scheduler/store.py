@@ -21,12 +21,26 @@ from schedd.brokers.base import Message
 from schedd.models import Priority, RunStatus, Task, TaskRun, Trigger
 
 ACTIVE = (RunStatus.waiting.value, RunStatus.pending.value, RunStatus.running.value)
-RETRYABLE = (RunStatus.failed.value, RunStatus.timeout.value, RunStatus.lost.value)
 # The predicate of the partial unique index uq_task_runs_task_id_scheduled_for.
 FIRE_KEY_WHERE = sa.text("\"trigger\" IN ('schedule', 'dependency')")
 
 runs = TaskRun.__table__  # type: ignore[attr-defined]
 tasks = Task.__table__  # type: ignore[attr-defined]
+
+
+def _utc(value: Any) -> Any:
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def id_in(column: Any, ids: Sequence[int], session: Session) -> Any:
+    """``column IN ids``; on PostgreSQL ``= ANY(array)``: one parameter, not len(ids)."""
+    if is_postgres(session):
+        return column == sa.any_(sa.literal(list(ids), type_=postgresql.ARRAY(sa.Integer)))
+    return column.in_(list(ids))
 
 
 @dataclass(frozen=True)
@@ -171,21 +185,6 @@ def _insert_fires_unnest(session: Session, rows: Sequence[dict[str, Any]]) -> li
         InsertedRun(run_id, task_id, status, priority, task_type, _utc(scheduled_for))
         for run_id, task_id, status, priority, task_type, scheduled_for in found
     ]
-
-
-def _utc(value: Any) -> Any:
-    return value.astimezone(UTC) if isinstance(value, datetime) else value
-
-
-def is_postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def id_in(column: Any, ids: Sequence[int], session: Session) -> Any:
-    """``column IN ids``; on PostgreSQL ``= ANY(array)``: one parameter, not len(ids)."""
-    if is_postgres(session):
-        return column == sa.any_(sa.literal(list(ids), type_=postgresql.ARRAY(sa.Integer)))
-    return column.in_(list(ids))
 
 
 def insert_retry(session: Session, row: dict[str, Any]) -> InsertedRun | None:

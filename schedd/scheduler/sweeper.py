@@ -15,7 +15,8 @@ Duplicates remain harmless either way: workers claim in the database.
 
 A broker that claims in the database (the database broker) carries no messages: a
 pending run is always visible to its workers, so only never-published runs are
-published (as a wake-up hint) and nothing is republished.
+published, at once (a wake-up hint for runs created without a broker at hand, e.g. by
+`schedctl --db`), and nothing is republished.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ def claim_undispatched(
     never handed over.
     """
     runs = store.runs
+    # Without republishing (database broker) a duplicate costs one wake-up: no grace.
+    grace = UNDISPATCHED_GRACE if republish else 0.0
     never = sa.and_(
         runs.c.dispatched_at.is_(None),
-        runs.c.created_at < now - timedelta(seconds=UNDISPATCHED_GRACE),
+        runs.c.created_at <= now - timedelta(seconds=grace),
     )
     stale = runs.c.dispatched_at < now - timedelta(seconds=redispatch_after)
     query = (
@@ -62,7 +65,7 @@ def claim_undispatched(
         .order_by(runs.c.dispatched_at.asc().nulls_first(), runs.c.id)
         .limit(batch)
     )
-    if session.get_bind().dialect.name == "postgresql":
+    if store.is_postgres(session):
         query = query.with_for_update(skip_locked=True)
     found = session.execute(
         sa.update(runs)

@@ -19,6 +19,7 @@ from schedd.errors import Conflict, InvalidInput, NotFound
 from schedd.models import Task, TaskDependency, TaskStatus
 from schedd.schemas import Page, TaskCreate, TaskRead, TaskUpdate
 from schedd.services import audit
+from schedd.scheduler.notify import notify_tasks_changed
 from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page
 from schedd.types import utcnow
 
@@ -195,6 +196,7 @@ def create_task(
     assert task.id is not None
     _set_dependencies(session, task.id, data.dependencies)
     audit.record(session, actor, "task.create", f"task:{task.id}", detail={"name": task.name})
+    notify_tasks_changed(session)
     session.flush()
     return read(session, task)
 
@@ -249,6 +251,8 @@ def update_task(
         raise Conflict(f"task {ref!r} could not be updated: {exc.orig}") from exc
     fields = sorted(changes.keys() | ({"dependencies"} if deps is not None else set()))
     audit.record(session, actor, "task.update", f"task:{task.id}", detail={"fields": fields})
+    if {"schedule", "timezone", "status"} & changes.keys():
+        notify_tasks_changed(session)
     return read(session, task)
 
 

@@ -266,3 +266,15 @@ def test_metrics_follow_the_conventions_and_cover_the_design(api: ApiEnv) -> Non
 def test_metrics_can_be_disabled(db: Database, tmp_path: Path) -> None:
     with api_env(db, tmp_path, observability={"metrics_enabled": False}) as env:
         assert env.client.get("/metrics").status_code == 404
+
+
+def test_cors_allows_the_configured_origins_only(db: Database, tmp_path: Path) -> None:
+    origin = "http://localhost:3000"
+    with api_env(db, tmp_path, api={"cors_origins": [origin]}) as env:
+        preflight = {"Access-Control-Request-Method": "GET", "Origin": origin}
+        allowed = env.client.options("/api/tasks", headers=preflight)
+        assert allowed.headers.get("access-control-allow-origin") == origin
+        other = env.client.options(
+            "/api/tasks", headers={**preflight, "Origin": "http://evil.example"}
+        )
+        assert "access-control-allow-origin" not in other.headers

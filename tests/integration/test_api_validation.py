@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import select
 
+from schedd.api.app import create_app
 from schedd.db import Database
 from schedd.models import AuditEntry, Task, TaskDependency
-from tests.apikit import ApiEnv, api_env, task_body
+from tests.apikit import ApiEnv, api_env, serve, settings_for, task_body
 
 
 @pytest.fixture
@@ -154,3 +156,21 @@ def test_failed_mutations_are_audited_with_their_outcome(api: ApiEnv) -> None:
         ("task.delete", "task:ghost", "not_found"),
     ]
     assert all(e.actor.endswith(":admin") for e in entries)
+
+
+def test_an_unexpected_error_is_a_bare_500_with_the_traceback_only_in_the_log(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = settings_for(tmp_path)
+    app = create_app(settings, db)
+
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    app.add_api_route("/boom", boom)
+    with serve(app) as url:
+        response = httpx.get(url + "/boom")
+    assert response.status_code == 500
+    assert response.json() == {"code": "internal", "message": "internal error", "field": None}
+    assert "secret internals" not in response.text
+    assert "Traceback" in caplog.text and "secret internals" in caplog.text
