@@ -5,10 +5,11 @@ second (:meth:`OutputCapture.pending`), stores it fenced, and confirms it
 (:meth:`OutputCapture.stored`). A failed store is simply taken again, newer, next time.
 
 The cap (``worker.max_output_bytes``) keeps the head and the tail: the first half of the
-budget holds the first bytes and is never dropped; the second half is a rolling window
-of the latest bytes, stored in chunks of at most ``chunk`` bytes, the oldest deleted as
-new ones arrive, so the stored tail never exceeds its half. Memory is bounded the same
-way, so a task printing 50 MB costs a few megabytes at most.
+budget holds the first bytes and is never dropped; the rest of the budget is a rolling
+window of the latest bytes, stored in chunks of at most ``chunk`` bytes, the oldest
+deleted when new ones would take the stored output over the cap. Output within the cap
+is stored whole. Memory is bounded the same way, so a task printing 50 MB costs a few
+megabytes at most.
 """
 
 from __future__ import annotations
@@ -54,11 +55,9 @@ class OutputCapture:
 
     def __init__(self, max_bytes: int, *, chunk_bytes: int = CHUNK_BYTES) -> None:
         head = max_bytes // 2
-        tail = max_bytes - head
-        self.chunk = max(1, min(chunk_bytes, tail // 8))
-        # Stored tail chunks that end more than ``keep`` bytes before the end are
-        # dropped; the one that straddles the line is at most ``chunk`` bytes.
-        self.keep = max(1, tail - self.chunk)
+        self.cap = max_bytes
+        # Small chunks let the tail window move in small steps (it drops whole chunks).
+        self.chunk = max(1, min(chunk_bytes, (max_bytes - head) // 8))
         self._lock = threading.Lock()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._closed = False
@@ -70,7 +69,8 @@ class OutputCapture:
         self._tail = bytearray()  # the newest bytes not yet stored; ends at _total
         self._result = bytearray()
         self._next_seq = 0
-        self._stored_tail: deque[tuple[int, int]] = deque()  # (seq, end) of tail chunks
+        self._stored_tail: deque[tuple[int, int]] = deque()  # (seq, size) of tail chunks
+        self._stored_tail_bytes = 0
         self._reported_total = 0
 
     @property
@@ -108,11 +108,15 @@ class OutputCapture:
             self._tail += data
             # Trim in steps rather than on every write: dropping the front of a
             # bytearray moves everything behind it.
-            if len(self._tail) > 2 * self.keep + self.chunk:
+            if len(self._tail) > 2 * self._tail_budget() + self.chunk:
                 self._trim_tail()
 
+    def _tail_budget(self) -> int:
+        """What the tail may hold: the cap less the head (final once the tail starts)."""
+        return self.cap - self._head_stored - len(self._head)
+
     def _trim_tail(self) -> None:
-        excess = len(self._tail) - self.keep
+        excess = len(self._tail) - self._tail_budget()
         if excess > 0:
             del self._tail[: _char_start(self._tail, excess)]
 
@@ -132,8 +136,14 @@ class OutputCapture:
                 chunks.append(Chunk(seq, position, piece.decode()))
                 seq += 1
                 position += len(piece)
-            line = self._total - self.keep
-            dropped = [s for s, end in self._stored_tail if end <= line]
+            # The oldest stored tail chunks make room for the new ones.
+            excess = self._stored_tail_bytes + len(self._tail) - self._tail_budget()
+            dropped: list[int] = []
+            for stored_seq, size in self._stored_tail:
+                if excess <= 0:
+                    break
+                dropped.append(stored_seq)
+                excess -= size
             if not chunks and not dropped and self._total == self._reported_total:
                 return None
             drop = (dropped[0], dropped[-1]) if dropped else None
@@ -148,7 +158,8 @@ class OutputCapture:
                 if self._head_limit is None or chunk.offset < self._head_limit:
                     head_bytes += size
                 else:
-                    self._stored_tail.append((chunk.seq, chunk.offset + size))
+                    self._stored_tail.append((chunk.seq, size))
+                    self._stored_tail_bytes += size
             if batch.chunks:
                 self._next_seq = batch.chunks[-1].seq + 1
             del self._head[:head_bytes]
@@ -159,7 +170,7 @@ class OutputCapture:
                 del self._tail[:already]
             if batch.drop is not None:
                 while self._stored_tail and self._stored_tail[0][0] <= batch.drop[1]:
-                    self._stored_tail.popleft()
+                    self._stored_tail_bytes -= self._stored_tail.popleft()[1]
             self._reported_total = batch.total
 
     def result(self) -> str:
