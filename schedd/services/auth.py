@@ -208,7 +208,9 @@ def _usable_key(row: Any, now: datetime) -> Any:
     return row
 
 
-def authenticate_key(session: Session, credential: str, *, now: datetime | None = None) -> Principal:
+def authenticate_key(
+    session: Session, credential: str, *, now: datetime | None = None
+) -> Principal:
     """The principal of an API key; Unauthorized for an unknown, revoked or expired key."""
     now = now or utcnow()
     digest = hash_key(credential)
