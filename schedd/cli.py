@@ -104,6 +104,8 @@ def run(config: ConfigOption = None, role: RoleOption = None) -> None:
     logs.setup(settings.observability.log_level, settings.observability.log_format)
     try:
         code = Daemon(settings, list(settings.daemon.roles)).run()
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
     except Unavailable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
     except SchedError as exc:

@@ -65,7 +65,6 @@ BROKER_VARIABLES = {"rabbitmq": "RABBITMQ_URL", "redis": "REDIS_URL"}
 MIN_JWT_SECRET_BYTES = 32
 
 
-
 def _env(info: ValidationInfo) -> Mapping[str, str]:
     context = info.context
     if isinstance(context, dict) and "env" in context:
@@ -202,8 +201,11 @@ class ApiSettings(_Section):
             parts = urlsplit(origin)
             # Browsers send the origin without a path, and the match is exact, so
             # "http://host/" would never match: refuse it instead of ignoring it.
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or (
-                parts.query or parts.fragment
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path
+                or (parts.query or parts.fragment)
             ):
                 raise ValueError(
                     f"not an origin: {origin!r} (expected '*' or scheme://host[:port],"
@@ -346,9 +348,7 @@ class RetentionSettings(_Section):
 
 class DaemonSettings(_Section):
     data_dir: str = Field(default_factory=lambda: str(default_data_dir(os.environ)))
-    roles: Annotated[list[Role], Unique] = Field(
-        default_factory=lambda: list(ROLES), min_length=1
-    )
+    roles: Annotated[list[Role], Unique] = Field(default_factory=lambda: list(ROLES), min_length=1)
 
     @field_validator("data_dir")
     @classmethod
@@ -362,9 +362,11 @@ class Settings(_Section):
     """Everything schedd and schedctl are configured with; see ``etc/schedd.toml``."""
 
     # Without a URL the database is filled in from daemon.data_dir (see below).
-    database: DatabaseSettings = Field(default_factory=lambda: DatabaseSettings(
-        url=default_database_url(default_data_dir(os.environ))
-    ))
+    database: DatabaseSettings = Field(
+        default_factory=lambda: DatabaseSettings(
+            url=default_database_url(default_data_dir(os.environ))
+        )
+    )
     message_queue: MessageQueueSettings = Field(default_factory=MessageQueueSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)

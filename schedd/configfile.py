@@ -292,7 +292,7 @@ def env_layer(schema: Schema, env: Mapping[str, str]) -> Layer:
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX):
             continue
-        rest = upper[len(ENV_PREFIX):]
+        rest = upper[len(ENV_PREFIX) :]
         if "__" not in rest:
             if upper in near_misses:
                 raise ConfigError(name, None, f"not a setting (did you mean {near_misses[upper]}?)")
@@ -372,7 +372,7 @@ def redact_url(url: str) -> str:
     # Like SQLAlchemy, let an unencoded password hold '/' or '@': everything between
     # "user:" and the last '@' goes.
     if userinfo := re.match(r"([^:/@]*):.*@", head):
-        head = f"{userinfo.group(1)}:***@{head[userinfo.end():]}"
+        head = f"{userinfo.group(1)}:***@{head[userinfo.end() :]}"
     tail = re.sub(r"(?i)([?&](?:password|passwd|pass)=)[^&#]*", r"\1***", tail)
     return f"{scheme}://{head}{tail}"
 

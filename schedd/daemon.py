@@ -22,6 +22,7 @@ from schedd.brokers.base import Broker
 from schedd.brokers.registry import create_broker
 from schedd.config import Settings
 from schedd.db import Database, check_schema, create_database, describe_url, migrate
+from schedd.services.systemlog import SystemLogWriter
 
 log = logging.getLogger("schedd.daemon")
 
@@ -123,6 +124,13 @@ class Daemon:
             signal.signal(sig, self._on_signal)
         db = open_database(settings)
         ctx = Context(settings=settings, db=db, broker=create_broker(settings, db))
+        # Every process stores its own system events (a worker-only host's too).
+        systemlog = SystemLogWriter(
+            db,
+            system_logs_days=settings.retention.system_logs_days,
+            audit_days=settings.retention.audit_days,
+        )
+        systemlog.start()
         log.info(
             "schedd %s starting (pid %d): roles %s",
             __version__,
@@ -148,6 +156,8 @@ class Daemon:
             # A role that cannot start (a second SQLite scheduler, a port in use) must not
             # leave the roles already started keeping the process alive.
             self._shutdown(ctx, roles, graceful=False)
+            systemlog.stop()
+            ctx.db.dispose()
             raise
         log.info("schedd is running; send SIGTERM to stop")
 
@@ -156,6 +166,8 @@ class Daemon:
         log.info("stopping (signal received)")
         self._shutdown(ctx, roles, graceful=True)
         log.info("stopped")
+        systemlog.stop()
+        ctx.db.dispose()
         return 0
 
     def _shutdown(self, ctx: Context, roles: list[Role], *, graceful: bool) -> None:
@@ -172,4 +184,3 @@ class Daemon:
                     for other in roles:
                         other.stop(graceful=False)
         ctx.broker.close()
-        ctx.db.dispose()

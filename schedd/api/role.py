@@ -13,7 +13,6 @@ from schedd.api import bootstrap
 from schedd.api.app import create_app
 from schedd.daemon import Context
 from schedd.errors import Unavailable
-from schedd.services.systemlog import SystemLogWriter
 
 log = logging.getLogger("schedd.api")
 
@@ -58,15 +57,9 @@ class ApiRole:
                 timeout_graceful_shutdown=GRACEFUL_SECONDS,
             )
         )
-        self.systemlog = SystemLogWriter(
-            ctx.db,
-            system_logs_days=settings.retention.system_logs_days,
-            audit_days=settings.retention.audit_days,
-        )
         self._sock: socket.socket | None = None
         self._thread = threading.Thread(target=self._serve, name="api", daemon=True)
         self._error: BaseException | None = None
-        self._stopped_logging = False
 
     @property
     def port(self) -> int:
@@ -77,7 +70,6 @@ class ApiRole:
     def start(self) -> None:
         self._sock = bind(self.settings.api.host, self.settings.api.port)
         bootstrap.ensure_admin_key(self.settings, self.db)
-        self.systemlog.start()
         self._thread.start()
         if not self._wait_started():
             self.stop(graceful=False)
@@ -113,9 +105,4 @@ class ApiRole:
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
-        if self._thread.is_alive():
-            return False
-        if not self._stopped_logging:
-            self._stopped_logging = True
-            self.systemlog.stop()
-        return True
+        return not self._thread.is_alive()

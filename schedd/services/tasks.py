@@ -17,9 +17,9 @@ from sqlmodel import Session, col, select
 from schedd import cron
 from schedd.errors import Conflict, InvalidInput, NotFound
 from schedd.models import Task, TaskDependency, TaskStatus
+from schedd.scheduler.notify import notify_tasks_changed
 from schedd.schemas import Page, TaskCreate, TaskRead, TaskUpdate
 from schedd.services import audit
-from schedd.scheduler.notify import notify_tasks_changed
 from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page
 from schedd.types import utcnow
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from schedd.db import Database
 from schedd.errors import NotFound, SchedError
+from schedd.metrics import HEARTBEATS
 from schedd.models import WorkerStatus
 from schedd.schemas import HeartbeatIn
 from schedd.services import workers
@@ -140,6 +141,7 @@ class Heartbeat:
             return
         self._failing = False
         self.succeeded(sent_at)
+        HEARTBEATS.labels("worker").inc()
         if worker.status == WorkerStatus.draining and not self._draining:
             self._draining = True
             self._on_draining()

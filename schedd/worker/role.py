@@ -30,6 +30,7 @@ from schedd.errors import ConfigError, NotFound, Unavailable
 from schedd.executors.base import RunSpec, StopReason
 from schedd.executors.guard import Guard
 from schedd.executors.registry import create_executors
+from schedd.metrics import RUN_DURATION
 from schedd.services import workers
 from schedd.services.claims import ClaimedRun
 from schedd.worker import dberrors
@@ -219,6 +220,8 @@ class WorkerRole:
     def _execute(self, run: ActiveRun) -> None:
         report = execute(run, self.executors)
         self.book.finished(report)
+        if report.status is not None:
+            RUN_DURATION.labels(run.spec.executor, report.status).observe(report.execution_time)
         log.info(
             "run %d %s after %.2f s%s",
             run.run_id,

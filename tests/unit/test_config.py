@@ -201,45 +201,80 @@ def test_missing_schedd_config_file_is_an_error(tmp_path: Path, env: dict[str, s
 @pytest.mark.parametrize(
     ("text", "key", "reason"),
     [
-        ('[databse]\nurl = "sqlite://"\n', "databse",
-         "unknown section 'databse' (did you mean 'database'?)"),
-        ('[database]\nurll = "sqlite://"\n', "database.urll",
-         "unknown key 'urll' (did you mean 'url'?)"),
-        ("[worker]\ntask_timeout = 5\n", "worker.task_timeout",
-         "unknown key 'task_timeout' (it belongs in [scheduler])"),
+        (
+            '[databse]\nurl = "sqlite://"\n',
+            "databse",
+            "unknown section 'databse' (did you mean 'database'?)",
+        ),
+        (
+            '[database]\nurll = "sqlite://"\n',
+            "database.urll",
+            "unknown key 'urll' (did you mean 'url'?)",
+        ),
+        (
+            "[worker]\ntask_timeout = 5\n",
+            "worker.task_timeout",
+            "unknown key 'task_timeout' (it belongs in [scheduler])",
+        ),
         ("port = 8080\n", "port", "unknown key 'port' (it belongs in [api])"),
         ("api = 3\n", "api", "expected a table [api], got 3"),
         ('[api]\nport = "abc"\n', "api.port", "expected an integer, got 'abc'"),
         ("[api]\nport = 80.5\n", "api.port", "expected an integer, got 80.5"),
         ("[api]\nport = true\n", "api.port", "expected an integer, got true"),
         ("[api]\nhost = false\n", "api.host", "expected a string, got false"),
-        ("[worker]\nfence_seconds = true\n", "worker.fence_seconds",
-         "expected a number, got true"),
+        ("[worker]\nfence_seconds = true\n", "worker.fence_seconds", "expected a number, got true"),
         ("[api]\nport = 70000\n", "api.port", "must be between 1 and 65535, got 70000"),
-        ("[database]\nconnection_timeout = 0\n", "database.connection_timeout",
-         "must be greater than 0 and at most 3600, got 0"),
-        ("[scheduler]\nscheduling_interval = inf\n", "scheduler.scheduling_interval",
-         "expected a finite number, got inf"),
+        (
+            "[database]\nconnection_timeout = 0\n",
+            "database.connection_timeout",
+            "must be greater than 0 and at most 3600, got 0",
+        ),
+        (
+            "[scheduler]\nscheduling_interval = inf\n",
+            "scheduler.scheduling_interval",
+            "expected a finite number, got inf",
+        ),
         ('[api]\nhost = ""\n', "api.host", "must not be empty"),
-        ("[api]\ncors_origins = \"*\"\n", "api.cors_origins", "expected a list, got '*'"),
-        ('[api]\ncors_origins = ["http://x.example/"]\n', "api.cors_origins",
-         "not an origin: 'http://x.example/'"),
-        ("[observability]\nmetrics_enabled = \"maybe\"\n", "observability.metrics_enabled",
-         "expected true or false, got 'maybe'"),
-        ('[database]\nurl = "mysql://u@h/db"\n', "database.url",
-         "unsupported scheme 'mysql' (expected sqlite or postgresql)"),
+        ('[api]\ncors_origins = "*"\n', "api.cors_origins", "expected a list, got '*'"),
+        (
+            '[api]\ncors_origins = ["http://x.example/"]\n',
+            "api.cors_origins",
+            "not an origin: 'http://x.example/'",
+        ),
+        (
+            '[observability]\nmetrics_enabled = "maybe"\n',
+            "observability.metrics_enabled",
+            "expected true or false, got 'maybe'",
+        ),
+        (
+            '[database]\nurl = "mysql://u@h/db"\n',
+            "database.url",
+            "unsupported scheme 'mysql' (expected sqlite or postgresql)",
+        ),
         ('[database]\nurl = "sched.db"\n', "database.url", "not a URL: 'sched.db'"),
-        ('[message_queue]\ntype = "kafka"\n', "message_queue.type",
-         "expected 'database', 'rabbitmq' or 'redis', got 'kafka'"),
-        ('[worker]\nexecutor_types = ["shell", "java"]\n', "worker.executor_types[1]",
-         "expected 'shell', 'python' or 'http', got 'java'"),
+        (
+            '[message_queue]\ntype = "kafka"\n',
+            "message_queue.type",
+            "expected 'database', 'rabbitmq' or 'redis', got 'kafka'",
+        ),
+        (
+            '[worker]\nexecutor_types = ["shell", "java"]\n',
+            "worker.executor_types[1]",
+            "expected 'shell', 'python' or 'http', got 'java'",
+        ),
         ("[worker]\nexecutor_types = []\n", "worker.executor_types", "must not be empty"),
         ("[worker]\ntask_types = []\n", "worker.task_types", "must not be empty"),
         ('[worker]\nid = "a b"\n', "worker.id", "without spaces or '/'"),
-        ('[scheduler]\ndefault_timezone = "Mars/Olympus"\n', "scheduler.default_timezone",
-         "unknown time zone 'Mars/Olympus'"),
-        ('[daemon]\nroles = ["api", "cron"]\n', "daemon.roles[1]",
-         "expected 'api', 'scheduler' or 'worker', got 'cron'"),
+        (
+            '[scheduler]\ndefault_timezone = "Mars/Olympus"\n',
+            "scheduler.default_timezone",
+            "unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            '[daemon]\nroles = ["api", "cron"]\n',
+            "daemon.roles[1]",
+            "expected 'api', 'scheduler' or 'worker', got 'cron'",
+        ),
         ('[auth]\njwt_secret = "short"\n', "auth.jwt_secret", "must be at least 32 bytes"),
     ],
 )
@@ -279,8 +314,7 @@ def test_errors_never_show_secrets(tmp_path: Path, env: dict[str, str]) -> None:
     error, _ = config_error("[auth]\njwt_secret = 1234567\n", tmp_path, env)
     assert "1234567" not in str(error) and "***" in str(error)
 
-    error, _ = config_error('[database]\nurl = "postgresql://u:hunter2@h:port/db"\n',
-                            tmp_path, env)
+    error, _ = config_error('[database]\nurl = "postgresql://u:hunter2@h:port/db"\n', tmp_path, env)
     assert error.key == "database.url" and "hunter2" not in str(error)
 
     error, _ = config_error(
@@ -306,13 +340,15 @@ def test_precedence_file_seed_variable_schedd_variable_flag(
 
 
 def test_schedd_variables_reach_every_section(env: dict[str, str]) -> None:
-    settings = load_settings(env={
-        **env,
-        "SCHEDD_WORKER__MAX_CONCURRENT_TASKS": "8",
-        "schedd_scheduler__scheduling_interval": "0.5",
-        "SCHEDD_Retention__Audit_Days": "0",
-        "SCHEDD_DATABASE__URL": "postgresql+psycopg://db/sched",
-    })
+    settings = load_settings(
+        env={
+            **env,
+            "SCHEDD_WORKER__MAX_CONCURRENT_TASKS": "8",
+            "schedd_scheduler__scheduling_interval": "0.5",
+            "SCHEDD_Retention__Audit_Days": "0",
+            "SCHEDD_DATABASE__URL": "postgresql+psycopg://db/sched",
+        }
+    )
 
     assert settings.worker.max_concurrent_tasks == 8
     assert settings.scheduler.scheduling_interval == 0.5
@@ -392,8 +428,11 @@ def test_schedd_config_and_schedd_log_are_not_keys(tmp_path: Path, env: dict[str
 
 @pytest.mark.parametrize(
     ("name", "key"),
-    [("SCHEDD_API__PORT", "api.port"), ("API_PORT", "api.port"),
-     ("DATABASE_MAX_CONNECTIONS", "database.max_connections")],
+    [
+        ("SCHEDD_API__PORT", "api.port"),
+        ("API_PORT", "api.port"),
+        ("DATABASE_MAX_CONNECTIONS", "database.max_connections"),
+    ],
 )
 def test_a_variable_of_the_wrong_type_is_named(
     tmp_path: Path, env: dict[str, str], name: str, key: str
@@ -411,16 +450,18 @@ def test_a_bad_json_list_variable_is_named(tmp_path: Path, env: dict[str, str]) 
 
 
 def test_seed_variables(env: dict[str, str]) -> None:
-    settings = load_settings(env={
-        **env,
-        "DATABASE_URL": "postgresql://db/sched",
-        "DATABASE_MAX_CONNECTIONS": "20",
-        "API_HOST": "0.0.0.0",
-        "API_PORT": "9000",
-        "JWT_SECRET": SECRET,
-        "LOG_FORMAT": "JSON",
-        "LOG_LEVEL": "warning",
-    })
+    settings = load_settings(
+        env={
+            **env,
+            "DATABASE_URL": "postgresql://db/sched",
+            "DATABASE_MAX_CONNECTIONS": "20",
+            "API_HOST": "0.0.0.0",
+            "API_PORT": "9000",
+            "JWT_SECRET": SECRET,
+            "LOG_FORMAT": "JSON",
+            "LOG_LEVEL": "warning",
+        }
+    )
 
     assert settings.database.url == "postgresql://db/sched"
     assert settings.database.max_connections == 20
@@ -473,11 +514,14 @@ def test_rabbitmq_url_alone_does_not_choose_the_broker(env: dict[str, str]) -> N
 
 
 def test_schedd_message_queue_url_beats_rabbitmq_url(env: dict[str, str]) -> None:
-    settings = load_settings(env={
-        **env, **BROKERS,
-        "SCHEDD_MESSAGE_QUEUE__TYPE": "rabbitmq",
-        "SCHEDD_MESSAGE_QUEUE__URL": "amqps://mq.example/",
-    })
+    settings = load_settings(
+        env={
+            **env,
+            **BROKERS,
+            "SCHEDD_MESSAGE_QUEUE__TYPE": "rabbitmq",
+            "SCHEDD_MESSAGE_QUEUE__URL": "amqps://mq.example/",
+        }
+    )
 
     assert settings.message_queue.url == "amqps://mq.example/"
 
@@ -517,8 +561,10 @@ def test_flag_strings_are_parsed_like_variables(env: dict[str, str]) -> None:
 
 @pytest.mark.parametrize(
     ("flag", "reason"),
-    [("api.prot", "unknown key 'prot' (did you mean 'port'?)"),
-     ("port", "expected a 'section.key' name")],
+    [
+        ("api.prot", "unknown key 'prot' (did you mean 'port'?)"),
+        ("port", "expected a 'section.key' name"),
+    ],
 )
 def test_unknown_flags_are_errors(
     tmp_path: Path, env: dict[str, str], flag: str, reason: str
@@ -551,8 +597,9 @@ def test_heartbeat_timeout_and_fence_follow_the_interval(env: dict[str, str]) ->
 
 
 def test_explicit_heartbeat_timeout_and_fence(tmp_path: Path, env: dict[str, str]) -> None:
-    path = write(tmp_path / "s.toml",
-                 "[scheduler]\nheartbeat_timeout = 120\n[worker]\nfence_seconds = 100\n")
+    path = write(
+        tmp_path / "s.toml", "[scheduler]\nheartbeat_timeout = 120\n[worker]\nfence_seconds = 100\n"
+    )
 
     settings = load_settings(path, env=env)
 
@@ -562,16 +609,28 @@ def test_explicit_heartbeat_timeout_and_fence(tmp_path: Path, env: dict[str, str
 @pytest.mark.parametrize(
     ("text", "key", "reason"),
     [
-        ("[scheduler]\nheartbeat_timeout = 20\n", "scheduler.heartbeat_timeout",
-         "scheduler.heartbeat_timeout (20s) must be longer than worker.heartbeat_interval (30s)"),
-        ("[scheduler]\nheartbeat_timeout = 50\n", "scheduler.heartbeat_timeout",
-         "the worker fence time (60s) must be shorter than the scheduler's heartbeat timeout"
-         " (50s)"),
-        ("[worker]\nfence_seconds = 90\n", "worker.fence_seconds",
-         "the worker fence time (90s) must be shorter than the scheduler's heartbeat timeout"
-         " (90s)"),
-        ("[worker]\nfence_seconds = 30\n", "worker.fence_seconds",
-         "worker.fence_seconds (30s) must be longer than worker.heartbeat_interval (30s)"),
+        (
+            "[scheduler]\nheartbeat_timeout = 20\n",
+            "scheduler.heartbeat_timeout",
+            "scheduler.heartbeat_timeout (20s) must be longer than worker.heartbeat_interval (30s)",
+        ),
+        (
+            "[scheduler]\nheartbeat_timeout = 50\n",
+            "scheduler.heartbeat_timeout",
+            "the worker fence time (60s) must be shorter than the scheduler's heartbeat timeout"
+            " (50s)",
+        ),
+        (
+            "[worker]\nfence_seconds = 90\n",
+            "worker.fence_seconds",
+            "the worker fence time (90s) must be shorter than the scheduler's heartbeat timeout"
+            " (90s)",
+        ),
+        (
+            "[worker]\nfence_seconds = 30\n",
+            "worker.fence_seconds",
+            "worker.fence_seconds (30s) must be longer than worker.heartbeat_interval (30s)",
+        ),
     ],
 )
 def test_heartbeat_relationships(
@@ -591,7 +650,8 @@ def test_a_relationship_error_names_the_source_that_set_the_key(
     with pytest.raises(ConfigError) as caught:
         load_settings(path, env={**env, "SCHEDD_WORKER__FENCE_SECONDS": "95"})
     assert (caught.value.source, caught.value.key) == (
-        "SCHEDD_WORKER__FENCE_SECONDS", "worker.fence_seconds"
+        "SCHEDD_WORKER__FENCE_SECONDS",
+        "worker.fence_seconds",
     )
 
 
@@ -638,13 +698,15 @@ def test_bad_log_level_directives(
 
 
 def test_render_toml_redacts_the_secret_and_url_passwords(env: dict[str, str]) -> None:
-    settings = load_settings(env={
-        **env,
-        "JWT_SECRET": SECRET,
-        "DATABASE_URL": "postgresql://sched:db-pass-1@db/sched?password=db-pass-2",
-        "SCHEDD_MESSAGE_QUEUE__TYPE": "rabbitmq",
-        "RABBITMQ_URL": "amqp://guest:mq-pass@mq:5672/",
-    })
+    settings = load_settings(
+        env={
+            **env,
+            "JWT_SECRET": SECRET,
+            "DATABASE_URL": "postgresql://sched:db-pass-1@db/sched?password=db-pass-2",
+            "SCHEDD_MESSAGE_QUEUE__TYPE": "rabbitmq",
+            "RABBITMQ_URL": "amqp://guest:mq-pass@mq:5672/",
+        }
+    )
 
     text = render_toml(settings)
 
@@ -666,13 +728,15 @@ def test_render_toml_leaves_out_unset_keys(env: dict[str, str]) -> None:
 
 
 def test_unredacted_render_round_trips(tmp_path: Path, env: dict[str, str]) -> None:
-    settings = load_settings(env={
-        **env,
-        "JWT_SECRET": SECRET,
-        "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "100",
-        "SCHEDD_WORKER__TASK_TYPES": "shell,reports",
-        "SCHEDD_API__CORS_ORIGINS": "http://localhost:3000",
-    })
+    settings = load_settings(
+        env={
+            **env,
+            "JWT_SECRET": SECRET,
+            "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "100",
+            "SCHEDD_WORKER__TASK_TYPES": "shell,reports",
+            "SCHEDD_API__CORS_ORIGINS": "http://localhost:3000",
+        }
+    )
     path = write(tmp_path / "out.toml", render_toml(settings, redact=False))
 
     assert load_settings(path, env=env).model_dump() == settings.model_dump()
@@ -718,7 +782,8 @@ def test_task_types_default_to_the_executor_types(tmp_path: Path, env: dict[str,
     assert load_settings(path, env=env).effective_task_types == ["shell"]
     flags = {"worker.task_types": ["reports", "shell"]}
     assert load_settings(path, env=env, overrides=flags).effective_task_types == [
-        "reports", "shell"
+        "reports",
+        "shell",
     ]
 
 
