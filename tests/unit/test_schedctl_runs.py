@@ -63,8 +63,20 @@ def play_worker(db: Database, run_id: int, text: str, status: str, code: int | N
         )
 
 
+def wait_for_run(db: Database, run_id: int, timeout: float = 30.0) -> None:
+    """Until schedctl has created the run (a loaded machine may take longer than 0.3 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.session() as session:
+            if session.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} was never created")
+
+
 def in_background(db: Database, run_id: int, text: str, status: str, code: int | None) -> None:
     def go() -> None:
+        wait_for_run(db, run_id)
         time.sleep(0.3)  # after schedctl has started waiting
         play_worker(db, run_id, text, status, code)
 
@@ -83,7 +95,7 @@ def test_trigger_without_wait_shows_the_pending_run(cli: Cli) -> None:
 
 def test_trigger_wait_exits_with_the_runs_exit_code(cli: Cli, db: Database) -> None:
     in_background(db, 1, "hello\n", "failed", 3)
-    result = cli("task", "trigger", "job", "--wait")
+    result = cli("task", "trigger", "job", "--wait", "--timeout", "60")
     assert result.exit_code == 3, result.output
     assert result.stdout == "run 1 failed (exit 3) in 0.30s\n"
     assert "run 1: pending" in result.stderr  # plain status lines off a terminal
@@ -91,7 +103,7 @@ def test_trigger_wait_exits_with_the_runs_exit_code(cli: Cli, db: Database) -> N
 
 def test_trigger_follow_streams_the_output_to_stdout(cli: Cli, db: Database) -> None:
     in_background(db, 1, "first line\nsecond line\n", "completed", 0)
-    result = cli("task", "trigger", "job", "--follow")
+    result = cli("task", "trigger", "job", "--follow", "--timeout", "60")
     assert result.exit_code == 0, result.output
     assert result.stdout == "first line\nsecond line\n"
     assert "run 1 completed (exit 0)" in result.stderr
@@ -100,7 +112,7 @@ def test_trigger_follow_streams_the_output_to_stdout(cli: Cli, db: Database) -> 
 @pytest.mark.parametrize(("status", "code"), [("timeout", 124), ("cancelled", 125), ("lost", 75)])
 def test_trigger_wait_names_how_a_run_ended(cli: Cli, db: Database, status: str, code: int) -> None:
     in_background(db, 1, "x\n", status, None)
-    result = cli("-o", "json", "task", "trigger", "job", "--wait")
+    result = cli("-o", "json", "task", "trigger", "job", "--wait", "--timeout", "60")
     assert result.exit_code == code
     assert json.loads(result.stdout)["status"] == status
 
@@ -124,7 +136,7 @@ def test_spinner_on_a_terminal(cli: Cli, db: Database) -> None:
     stdout, stderr = io.StringIO(), io.StringIO()
     env = Environment(stdout=stdout, stderr=stderr, stdout_isatty=True, stderr_isatty=True)
     in_background(db, 1, "x\n", "completed", 0)
-    result = cli("task", "trigger", "job", "--wait", obj=env)
+    result = cli("task", "trigger", "job", "--wait", "--timeout", "60", obj=env)
     assert result.exit_code == 0
     assert "run 1 of job" in stderr.getvalue()  # the spinner's label, drawn on the terminal
     assert "run 1 completed (exit 0)" in stdout.getvalue()
