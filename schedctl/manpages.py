@@ -197,6 +197,12 @@ def schedd_page() -> str:
         ("RABBITMQ_URL, REDIS_URL", "Set message_queue.url when the type names that broker."),
         ("SCHEDD_<SECTION>__<KEY>", "Sets any key, e.g. SCHEDD_API__PORT=9090."),
         ("SCHEDD_CONFIG", "The configuration file, as --config."),
+        (
+            "NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID",
+            "Set by systemd for Type=notify units (etc/*.service): schedd sends READY=1 "
+            "once every role serves, STOPPING=1 when it stops and WATCHDOG=1 while its "
+            "main loop turns; removed before any task runs.",
+        ),
     ]
     extra = [
         ".SH SIGNALS",

@@ -3,6 +3,10 @@
 Signal handlers only set flags (a handler that does work can deadlock on a lock the
 interrupted code holds); the main thread acts on them. The first SIGTERM or SIGINT
 asks every role to stop gracefully; a second one asks them to stop at once.
+
+Under systemd (``Type=notify``) the daemon reports READY=1 once every role has started,
+STOPPING=1 when the stop begins, and WATCHDOG=1 while the main loop turns
+(:mod:`schedd.sdnotify`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from schedd.brokers.base import Broker
 from schedd.brokers.registry import create_broker
 from schedd.config import Settings
 from schedd.db import Database, check_schema, create_database, describe_url, migrate
+from schedd.sdnotify import Heartbeat, Watchdog, take_from_environment
 from schedd.services.systemlog import SystemLogWriter
 
 log = logging.getLogger("schedd.daemon")
@@ -111,6 +116,9 @@ class Daemon:
         self.role_names = roles
         self._signals = 0
         self._wake = threading.Event()
+        self.notifier, self._watchdog_interval = take_from_environment()
+        self._heartbeat: Heartbeat | None = None
+        self._turn = 1.0  # seconds between two turns of the main loop
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
@@ -160,15 +168,41 @@ class Daemon:
             ctx.db.dispose()
             raise
         log.info("schedd is running; send SIGTERM to stop")
+        watchdog = self._notify_ready(len(roles))
 
         while self._signals == 0:
-            self._wake.wait(1.0)
+            self._beat()
+            self._wake.wait(self._turn)
         log.info("stopping (signal received)")
+        self.notifier.stopping()
         self._shutdown(ctx, roles, graceful=True)
+        if watchdog is not None:
+            watchdog.stop()
         log.info("stopped")
         systemlog.stop()
         ctx.db.dispose()
         return 0
+
+    def _notify_ready(self, started: int) -> Watchdog | None:
+        """Tell systemd (Type=notify) the roles serve; start the watchdog pings if asked.
+
+        The pings come from a thread but only while the main thread keeps beating
+        (:meth:`_beat`), so a main loop stuck for 3 turns lets systemd's watchdog fire.
+        """
+        roles = ", ".join(self.role_names)
+        self.notifier.ready(f"running: {started} role(s) ({roles})")
+        interval = self._watchdog_interval
+        if interval is None:
+            return None
+        self._turn = min(1.0, interval)
+        self._heartbeat = Heartbeat(limit=3 * self._turn)
+        watchdog = Watchdog(self.notifier, interval, self._heartbeat.alive)
+        watchdog.start()
+        return watchdog
+
+    def _beat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.beat()
 
     def _shutdown(self, ctx: Context, roles: list[Role], *, graceful: bool) -> None:
         """Stop the roles in reverse start order; a second signal makes it immediate."""
@@ -178,6 +212,7 @@ class Daemon:
         forced = not graceful
         for role in reversed(roles):
             while not role.join(0.2):
+                self._beat()  # a long drain is progress, not a hang
                 if not forced and self._signals > 1:
                     forced = True
                     log.warning("second signal: stopping at once")

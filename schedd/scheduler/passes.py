@@ -1,4 +1,4 @@
-"""One scheduler pass: fire, reap, release dependents, retry, promote, sweep.
+"""One scheduler pass: fire, reap, release dependents, retry, promote, sweep, retain.
 
 :class:`Scheduler` holds no thread: :meth:`Scheduler.run_pass` does one pass and says
 how long the caller may sleep; the role (:mod:`schedd.scheduler.role`) loops over it,
@@ -25,7 +25,16 @@ from schedd.config import Settings
 from schedd.db import Database
 from schedd.errors import SchedError
 from schedd.models import TaskStatus
-from schedd.scheduler import dependencies, fire, metrics, reaper, retries, store, sweeper
+from schedd.scheduler import (
+    dependencies,
+    fire,
+    metrics,
+    reaper,
+    retention,
+    retries,
+    store,
+    sweeper,
+)
 from schedd.services.runs import dispatch
 from schedd.types import utcnow
 
@@ -40,6 +49,11 @@ MAX_FIRE_BATCHES = 20
 # Shortest sleep while tasks are due that other schedulers hold locked.
 MIN_SLEEP = 0.02
 SWEEP_INTERVAL = 1.0
+# Run-history retention: first this long after start (a scheduler in a crash loop has
+# better things to do), then every RETENTION_INTERVAL, or at the next pass while a
+# purge left old runs behind.
+RETENTION_FIRST_DELAY = 60.0
+RETENTION_INTERVAL = 300.0
 # After a failed step, wait this long (at most the scheduling interval) before the next
 # pass: a database that is down must not turn the loop into a busy loop of errors.
 ERROR_BACKOFF = 1.0
@@ -56,6 +70,7 @@ class PassReport:
     reaped: int = 0
     offline: int = 0
     swept: int = 0
+    purged: int = 0  # old finished runs deleted by retention
     errors: int = 0
     more_due: bool = False  # a fire batch was full: run the next pass at once
     published: list[Message] = field(default_factory=list)
@@ -83,6 +98,7 @@ class Scheduler:
         self._retry_since: datetime | None = None
         self._last_reap = float("-inf")
         self._last_sweep = float("-inf")
+        self._next_retention = time.monotonic() + RETENTION_FIRST_DELAY
 
     def run_pass(self, now: datetime | None = None) -> PassReport:
         """Do every step once. ``now`` pins the clock (tests); None uses the real one."""
@@ -101,6 +117,10 @@ class Scheduler:
         if now is not None or monotonic - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = monotonic
             self._step(report, "sweeper", lambda: self._sweep(report, now))
+        if monotonic >= self._next_retention:
+            # The real clock, even when ``now`` is pinned: run ages are real ones.
+            self._next_retention = monotonic + RETENTION_INTERVAL
+            self._step(report, "retention", lambda: self._retain(report))
         metrics.PASS_SECONDS.observe(time.monotonic() - started)
         return report
 
@@ -226,6 +246,17 @@ class Scheduler:
         reaper.report(result, timeout)
         report.reaped += len(result.runs)
         report.offline += len(result.offline)
+
+    def _retain(self, report: PassReport) -> None:
+        days = self.settings.retention.runs_days
+        if days <= 0:
+            return  # 0 keeps the history forever
+        deleted, more = retention.purge_runs(self.db, utcnow() - timedelta(days=days))
+        report.purged += deleted
+        if more:
+            self._next_retention = time.monotonic()  # go on at the next pass
+        if deleted:
+            log.info("retention removed %d finished run(s) older than %g days", deleted, days)
 
     def _sweep(self, report: PassReport, now: datetime | None) -> None:
         if self.broker is None:
