@@ -74,3 +74,13 @@ class Broker(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def keepalive(self) -> None:
+        """Service this thread's connection while its consumer takes no deliveries.
+
+        A worker whose slots are all busy calls it about once a second instead of
+        ``consume``, so a connection whose protocol needs the consuming thread to answer
+        (AMQP heartbeats, with pika) stays alive during long runs. Must not block for
+        long. The default does nothing.
+        """
+        return None

@@ -12,6 +12,8 @@ from schedd.errors import ConfigError
 # type -> "module:class"; each class is built with (settings, db).
 BROKERS: dict[str, str] = {
     "database": "schedd.brokers.database:DatabaseBroker",
+    "rabbitmq": "schedd.brokers.rabbitmq:RabbitMQBroker",
+    "redis": "schedd.brokers.redis:RedisBroker",
 }
 
 

@@ -62,6 +62,7 @@ class Claimer:
                 continue
             free = self.book.free()
             if free == 0:
+                self.broker.keepalive()  # e.g. AMQP heartbeats during long runs
                 self.book.wait(IDLE_WAIT)
                 continue
             try:
