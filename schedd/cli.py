@@ -12,7 +12,7 @@ from schedd import __version__
 from schedd.config import Settings, check_file, load_settings, render_toml
 from schedd.daemon import ROLE_NAMES, Daemon
 from schedd.db import create_database, describe_url, migrate
-from schedd.errors import ConfigError, SchedError, Unavailable
+from schedd.errors import ConfigError, SchedError, Unavailable, first_line
 
 # sysexits(3) codes, as init systems and scripts expect them.
 EXIT_USAGE = 64
@@ -130,16 +130,11 @@ def migrate_cmd(
         before, after = migrate(db)
         db.dispose()
     except Exception as exc:  # noqa: BLE001 - any driver error becomes one line
-        fail(f"cannot migrate {describe_url(url)}: {_first_line(exc)}", EXIT_UNAVAILABLE)
+        fail(f"cannot migrate {describe_url(url)}: {first_line(exc)}", EXIT_UNAVAILABLE)
     if before == after:
         typer.echo(f"{describe_url(url)}: schema already at {after}")
     else:
         typer.echo(f"{describe_url(url)}: migrated {before or 'empty'} -> {after}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 @config_app.command("show")

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-from schedd.errors import Unavailable
+from schedd.errors import Unavailable, first_line
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -191,7 +191,7 @@ def check_schema(db: Database) -> None:
     try:
         current = current_revision(db)
     except sa.exc.OperationalError as exc:
-        raise Unavailable(f"cannot reach the database: {_short(exc)}") from exc
+        raise Unavailable(f"cannot reach the database: {first_line(exc)}") from exc
     head = head_revision()
     if current == head:
         return
@@ -209,11 +209,6 @@ def check_schema(db: Database) -> None:
         f"the database schema is at revision {current} but this schedd needs {head}: "
         f"run `schedd migrate`"
     )
-
-
-def _short(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", exc)) or exc.__class__.__name__
-    return text.strip().splitlines()[0]
 
 
 def describe_url(url: str) -> str:

@@ -72,3 +72,13 @@ class ConfigError(SchedError):
         self.source = source
         self.key = key
         self.reason = reason
+
+
+def first_line(exc: BaseException) -> str:
+    """One line for an operator about ``exc``: the driver's first line, never SQL.
+
+    SQLAlchemy wraps the driver's error in ``orig`` and appends the statement and its
+    parameters on later lines; those are left out (they may hold secrets).
+    """
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else repr(exc)

@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from sqlmodel import col
 
 from schedd.db import Database
+from schedd.errors import first_line
 from schedd.models import (
     ACTIVE_RUN_STATUSES,
     RunStatus,
@@ -101,7 +102,7 @@ class DatabaseCollector(Collector):
         try:
             families = self._families()
         except sa.exc.SQLAlchemyError as exc:
-            log.warning("metrics: database unavailable: %s", str(exc).splitlines()[0])
+            log.warning("metrics: database unavailable: %s", first_line(exc))
             up.add_metric([], 0)
             yield up
             return

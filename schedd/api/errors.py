@@ -26,6 +26,7 @@ from schedd.errors import (
     SchedError,
     Unauthorized,
     Unavailable,
+    first_line,
 )
 from schedd.schemas import ErrorBody
 from schedd.services import audit
@@ -154,25 +155,20 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unavailable_database(request: Request, exc: Exception) -> JSONResponse:
     # The pool timed out or the server went away: a condition, not a bug.
-    log.warning("database error on %s %s: %s", request.method, request.url.path, _first_line(exc))
+    log.warning("database error on %s %s: %s", request.method, request.url.path, first_line(exc))
     return error_response(503, "unavailable", "the database is unavailable; try again")
 
 
 async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
     # The database refused a value that passed validation: text with a NUL character,
     # a number or date outside what its column holds. The input is at fault.
-    log.info("unstorable value on %s %s: %s", request.method, request.url.path, _first_line(exc))
+    log.info("unstorable value on %s %s: %s", request.method, request.url.path, first_line(exc))
     message = (
         "a value cannot be stored: text must not contain NUL characters, and numbers and "
         "dates must be within range"
     )
     await run_in_threadpool(audit_failure, request, "invalid_input", message)
     return error_response(422, "invalid_input", message)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 async def _internal(request: Request, exc: Exception) -> JSONResponse:

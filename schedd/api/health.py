@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from schedd import __version__
 from schedd.api.deps import ApiState
-from schedd.errors import SchedError
+from schedd.errors import SchedError, first_line
 from schedd.schemas import HealthRead
 
 log = logging.getLogger("schedd.api.health")
@@ -22,7 +22,7 @@ def check_health(state: ApiState) -> HealthRead:
         with state.db.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as exc:
-        log.warning("health: database unavailable: %s", str(exc).splitlines()[0])
+        log.warning("health: database unavailable: %s", first_line(exc))
         database = "unavailable"
     broker = "none"
     if state.broker is not None:

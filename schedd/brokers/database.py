@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from schedd.brokers.base import Broker, Delivery, Message
 from schedd.config import Settings
 from schedd.db import Database
-from schedd.errors import Unavailable
+from schedd.errors import Unavailable, first_line
 
 log = logging.getLogger("schedd.brokers.database")
 
@@ -63,7 +63,7 @@ class DatabaseBroker(Broker):
                             {"channel": CHANNEL, "payload": task_type},
                         )
             except SQLAlchemyError as exc:
-                raise Unavailable(f"cannot notify workers: {_first_line(exc)}") from exc
+                raise Unavailable(f"cannot notify workers: {first_line(exc)}") from exc
         self._hint.set()
 
     def consume(self, task_types: Sequence[str], max_count: int, timeout: float) -> list[Delivery]:
@@ -90,7 +90,7 @@ class DatabaseBroker(Broker):
             with self.db.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
         except SQLAlchemyError as exc:
-            raise Unavailable(f"database unreachable: {_first_line(exc)}") from exc
+            raise Unavailable(f"database unreachable: {first_line(exc)}") from exc
 
     def close(self) -> None:
         self._closed.set()
@@ -139,8 +139,3 @@ class DatabaseBroker(Broker):
                 self._closed.wait(backoff)
                 backoff = min(longest, backoff * 2)
         self._listening = False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -40,7 +40,7 @@ from pika.exceptions import AMQPError
 from schedd.brokers.base import Broker, Delivery, Message
 from schedd.config import Settings
 from schedd.db import Database
-from schedd.errors import Unavailable
+from schedd.errors import Unavailable, first_line
 
 log = logging.getLogger("schedd.brokers.rabbitmq")
 
@@ -171,8 +171,8 @@ class RabbitMQBroker(Broker):
             except (AMQPError, OSError) as exc:
                 self._drop()
                 if time.monotonic() + pause > deadline:
-                    raise Unavailable(f"RabbitMQ: cannot publish: {_describe(exc)}") from exc
-                log.warning("RabbitMQ publish failed, reconnecting: %s", _describe(exc))
+                    raise Unavailable(f"RabbitMQ: cannot publish: {first_line(exc)}") from exc
+                log.warning("RabbitMQ publish failed, reconnecting: %s", first_line(exc))
                 time.sleep(pause)
                 pause = min(BACKOFF[1], pause * 2)
 
@@ -194,7 +194,7 @@ class RabbitMQBroker(Broker):
                     return taken
                 except (AMQPError, OSError) as exc:
                     self._drop()
-                    log.warning("RabbitMQ consume failed, reconnecting: %s", _describe(exc))
+                    log.warning("RabbitMQ consume failed, reconnecting: %s", first_line(exc))
                     left = deadline - time.monotonic()
                     if left <= 0 or self._wake.wait(min(pause, left)):
                         return []
@@ -246,7 +246,7 @@ class RabbitMQBroker(Broker):
             log.warning(
                 "run %d: cannot settle the delivery (RabbitMQ will requeue it): %s",
                 delivery.run_id,
-                _describe(exc),
+                first_line(exc),
             )
 
     def ack(self, delivery: Delivery) -> None:
@@ -264,7 +264,7 @@ class RabbitMQBroker(Broker):
             current.connection.process_data_events(time_limit=0)
         except (AMQPError, OSError) as exc:
             self._drop()
-            log.warning("RabbitMQ connection lost while busy: %s", _describe(exc))
+            log.warning("RabbitMQ connection lost while busy: %s", first_line(exc))
 
     def wake(self) -> None:
         self._wake.set()
@@ -277,7 +277,7 @@ class RabbitMQBroker(Broker):
             finally:
                 _quietly_close(connection)
         except (AMQPError, OSError) as exc:
-            raise Unavailable(f"RabbitMQ unreachable: {_describe(exc)}") from exc
+            raise Unavailable(f"RabbitMQ unreachable: {first_line(exc)}") from exc
 
     def close(self) -> None:
         """Close every thread's connection: call it once the threads using it are done."""
@@ -301,9 +301,4 @@ def _quietly_close(connection: Any) -> None:
         if connection.is_open:
             connection.close()
     except (AMQPError, OSError) as exc:
-        log.debug("closing a RabbitMQ connection: %s", _describe(exc))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or repr(exc)
-    return text.splitlines()[0]
+        log.debug("closing a RabbitMQ connection: %s", first_line(exc))

@@ -40,7 +40,7 @@ from redis.retry import Retry
 from schedd.brokers.base import Broker, Delivery, Message
 from schedd.config import Settings
 from schedd.db import Database
-from schedd.errors import Unavailable
+from schedd.errors import Unavailable, first_line
 
 log = logging.getLogger("schedd.brokers.redis")
 
@@ -130,7 +130,7 @@ class RedisBroker(Broker):
             pipe.execute()
         except RedisError as exc:
             self._forget_groups()
-            raise Unavailable(f"Redis: cannot publish: {_describe(exc)}") from exc
+            raise Unavailable(f"Redis: cannot publish: {first_line(exc)}") from exc
 
     def consume(self, task_types: Sequence[str], max_count: int, timeout: float) -> list[Delivery]:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -158,7 +158,7 @@ class RedisBroker(Broker):
                     if "NOGROUP" in str(exc):
                         self._forget_groups()  # Redis lost its data (a restart)
                     else:
-                        log.warning("Redis consume failed, retrying: %s", _describe(exc))
+                        log.warning("Redis consume failed, retrying: %s", first_line(exc))
                     left = deadline - time.monotonic()
                     if left <= 0 or self._wake.wait(min(BACKOFF[0], left)):
                         break
@@ -215,7 +215,7 @@ class RedisBroker(Broker):
             log.warning(
                 "run %d: cannot ack (another worker will take it over and find it claimed): %s",
                 delivery.run_id,
-                _describe(exc),
+                first_line(exc),
             )
 
     def reject(self, delivery: Delivery, *, requeue: bool = True) -> None:
@@ -233,7 +233,7 @@ class RedisBroker(Broker):
             log.warning(
                 "run %d: cannot hand the delivery back (it will be auto-claimed): %s",
                 delivery.run_id,
-                _describe(exc),
+                first_line(exc),
             )
 
     def wake(self) -> None:
@@ -246,7 +246,7 @@ class RedisBroker(Broker):
         try:
             probe.ping()
         except RedisError as exc:
-            raise Unavailable(f"Redis unreachable: {_describe(exc)}") from exc
+            raise Unavailable(f"Redis unreachable: {first_line(exc)}") from exc
         finally:
             probe.close()
 
@@ -273,8 +273,3 @@ def _priority_of(delivery: Delivery) -> int:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or repr(exc)
-    return text.splitlines()[0]

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from schedd.db import Database
+from schedd.errors import first_line
 
 log = logging.getLogger("schedd.scheduler.notify")
 
@@ -65,6 +66,6 @@ class TaskChangeListener:
             except psycopg.Error as exc:
                 log.warning(
                     "task change notifications unavailable (polling instead): %s",
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    first_line(exc),
                 )
                 self._stop.wait(RECONNECT_DELAY)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from schedd.brokers.base import Broker, Message
 from schedd.config import Settings
 from schedd.db import Database
-from schedd.errors import SchedError
+from schedd.errors import SchedError, first_line
 from schedd.models import TaskStatus
 from schedd.scheduler import (
     dependencies,
@@ -141,7 +141,7 @@ class Scheduler:
                 ).scalar_one()
                 waiting = retries.next_waiting(session)
         except sa.exc.SQLAlchemyError as exc:
-            log.warning("cannot read the next due time: %s", _first_line(exc))
+            log.warning("cannot read the next due time: %s", first_line(exc))
             return interval
         soonest = min((t for t in (due, waiting) if t is not None), default=None)
         if soonest is None:
@@ -157,7 +157,7 @@ class Scheduler:
             work()
         except (sa.exc.SQLAlchemyError, SchedError) as exc:
             report.errors += 1
-            log.error("scheduler %s step failed: %s", name, _first_line(exc))
+            log.error("scheduler %s step failed: %s", name, first_line(exc))
 
     def _hint(self, report: PassReport, messages: list[Message]) -> None:
         if not messages or self.broker is None:
@@ -280,8 +280,3 @@ class Scheduler:
             return
         report.swept += len(messages)
         report.published.extend(messages)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -22,6 +22,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from schedd.db import Database
+from schedd.errors import first_line
 from schedd.models import AuditEntry, SystemLog
 
 log = logging.getLogger("schedd.systemlog")
@@ -176,4 +177,4 @@ class SystemLogWriter:
         except sa.exc.SQLAlchemyError as exc:
             # The batch is lost, not the process: events are a convenience, the
             # process log (stderr) keeps every record anyway.
-            log.warning("could not store system events: %s", str(exc).splitlines()[0])
+            log.warning("could not store system events: %s", first_line(exc))

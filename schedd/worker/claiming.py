@@ -20,10 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from schedd.brokers.base import Broker, Delivery
 from schedd.db import Database
+from schedd.errors import first_line
 from schedd.models import RunStatus
 from schedd.services import claims
 from schedd.services.claims import ClaimedRun
-from schedd.worker import dberrors
 from schedd.worker.runs import RunBook
 
 log = logging.getLogger("schedd.worker")
@@ -81,7 +81,7 @@ class Claimer:
         log.warning(
             "cannot claim runs (retrying in %.1f s): %s",
             self._backoff,
-            dberrors.describe(exc),
+            first_line(exc),
         )
         self.book.wait(self._backoff)
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from schedd.db import Database
+from schedd.errors import first_line
 from schedd.executors.base import StopReason
 from schedd.services import workers
-from schedd.worker.dberrors import describe
 from schedd.worker.heartbeat import Heartbeat
 from schedd.worker.monitor import Monitor
 from schedd.worker.runs import RunBook
@@ -86,7 +86,7 @@ class Drain:
             with self.db.session() as session:
                 workers.mark_draining(session, self.worker_id)
         except SQLAlchemyError as exc:
-            log.warning("cannot mark worker %s draining: %s", self.worker_id, describe(exc))
+            log.warning("cannot mark worker %s draining: %s", self.worker_id, first_line(exc))
 
     def _mark_offline(self) -> None:
         try:
@@ -94,5 +94,7 @@ class Drain:
                 workers.deregister(session, self.worker_id)
         except SQLAlchemyError as exc:
             log.warning(
-                "cannot mark worker %s offline (the reaper will): %s", self.worker_id, describe(exc)
+                "cannot mark worker %s offline (the reaper will): %s",
+                self.worker_id,
+                first_line(exc),
             )

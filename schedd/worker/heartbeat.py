@@ -22,12 +22,11 @@ import psutil
 from sqlalchemy.exc import SQLAlchemyError
 
 from schedd.db import Database
-from schedd.errors import NotFound, SchedError
+from schedd.errors import NotFound, SchedError, first_line
 from schedd.metrics import HEARTBEATS
 from schedd.models import WorkerStatus
 from schedd.schemas import HeartbeatIn
 from schedd.services import workers
-from schedd.worker import dberrors
 
 log = logging.getLogger("schedd.worker")
 
@@ -135,7 +134,7 @@ class Heartbeat:
                 log.warning(
                     "heartbeat failed (fence in %.1f s): %s",
                     max(0.0, self.fence_seconds - (time.monotonic() - self._ok_at)),
-                    dberrors.describe(exc),
+                    first_line(exc),
                 )
             self._failing = True
             return

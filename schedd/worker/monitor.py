@@ -22,11 +22,11 @@ from sqlmodel import Session
 
 from schedd.brokers.base import Message
 from schedd.db import Database
+from schedd.errors import first_line
 from schedd.executors.base import StopReason
 from schedd.models import RunStatus
 from schedd.services import claims
 from schedd.services.output import OutputBatch
-from schedd.worker import dberrors
 from schedd.worker.runs import Action, ActiveRun, Report, RunBook
 
 log = logging.getLogger("schedd.worker")
@@ -88,7 +88,7 @@ class Monitor:
                     "worker monitor: %s failed, will retry: %s: %s",
                     name,
                     type(exc).__name__,
-                    dberrors.describe(exc),
+                    first_line(exc),
                 )
             self._failing.add(name)
             self._stop.wait(self.poll_interval)

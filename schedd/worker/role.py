@@ -26,14 +26,13 @@ from schedd import __version__
 from schedd.brokers.base import Message
 from schedd.config import Settings
 from schedd.daemon import Context
-from schedd.errors import ConfigError, NotFound, Unavailable
+from schedd.errors import ConfigError, NotFound, Unavailable, first_line
 from schedd.executors.base import RunSpec, StopReason
 from schedd.executors.guard import Guard
 from schedd.executors.registry import create_executors
 from schedd.metrics import RUN_DURATION
 from schedd.services import workers
 from schedd.services.claims import ClaimedRun
-from schedd.worker import dberrors
 from schedd.worker.capture import OutputCapture
 from schedd.worker.claiming import Claimer
 from schedd.worker.drain import Drain
@@ -117,7 +116,7 @@ class WorkerRole:
             self._register()
         except SQLAlchemyError as exc:
             raise Unavailable(
-                f"cannot register worker {self.worker_id}: {dberrors.describe(exc)}"
+                f"cannot register worker {self.worker_id}: {first_line(exc)}"
             ) from exc
         self.guard.start()
         self.heartbeat.start()
