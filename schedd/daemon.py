@@ -133,11 +133,7 @@ class Daemon:
         db = open_database(settings)
         ctx = Context(settings=settings, db=db, broker=create_broker(settings, db))
         # Every process stores its own system events (a worker-only host's too).
-        systemlog = SystemLogWriter(
-            db,
-            system_logs_days=settings.retention.system_logs_days,
-            audit_days=settings.retention.audit_days,
-        )
+        systemlog = SystemLogWriter(db)
         systemlog.start()
         log.info(
             "schedd %s starting (pid %d): roles %s",

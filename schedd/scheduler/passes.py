@@ -49,9 +49,9 @@ MAX_FIRE_BATCHES = 20
 # Shortest sleep while tasks are due that other schedulers hold locked.
 MIN_SLEEP = 0.02
 SWEEP_INTERVAL = 1.0
-# Run-history retention: first this long after start (a scheduler in a crash loop has
-# better things to do), then every RETENTION_INTERVAL, or at the next pass while a
-# purge left old runs behind.
+# Retention (runs, system events, audit entries): first this long after start (a
+# scheduler in a crash loop has better things to do), then every RETENTION_INTERVAL, or
+# at the next pass while a purge left old rows behind.
 RETENTION_FIRST_DELAY = 60.0
 RETENTION_INTERVAL = 300.0
 # After a failed step, wait this long (at most the scheduling interval) before the next
@@ -71,6 +71,7 @@ class PassReport:
     offline: int = 0
     swept: int = 0
     purged: int = 0  # old finished runs deleted by retention
+    purged_events: int = 0  # old system events and audit entries deleted by retention
     errors: int = 0
     more_due: bool = False  # a fire batch was full: run the next pass at once
     published: list[Message] = field(default_factory=list)
@@ -248,15 +249,32 @@ class Scheduler:
         report.offline += len(result.offline)
 
     def _retain(self, report: PassReport) -> None:
-        days = self.settings.retention.runs_days
-        if days <= 0:
-            return  # 0 keeps the history forever
-        deleted, more = retention.purge_runs(self.db, utcnow() - timedelta(days=days))
-        report.purged += deleted
+        cfg = self.settings.retention
+        now = utcnow()
+        more = False
+        if cfg.runs_days > 0:  # 0 keeps the history forever
+            deleted, left = retention.purge_runs(self.db, now - timedelta(days=cfg.runs_days))
+            report.purged += deleted
+            more |= left
+            if deleted:
+                log.info(
+                    "retention removed %d finished run(s) older than %g days",
+                    deleted,
+                    cfg.runs_days,
+                )
+        for days, table, what in (
+            (cfg.system_logs_days, retention.system_logs, "system event(s)"),
+            (cfg.audit_days, retention.audit_log, "audit entries"),
+        ):
+            if days <= 0:
+                continue
+            deleted, left = retention.purge_events(self.db, table, now - timedelta(days=days))
+            report.purged_events += deleted
+            more |= left
+            if deleted:
+                log.info("retention removed %d %s older than %g days", deleted, what, days)
         if more:
             self._next_retention = time.monotonic()  # go on at the next pass
-        if deleted:
-            log.info("retention removed %d finished run(s) older than %g days", deleted, days)
 
     def _sweep(self, report: PassReport, now: datetime | None) -> None:
         if self.broker is None:

@@ -2,8 +2,8 @@
 
 :class:`SystemLogHandler` is a logging handler that only queues records (logging must
 never wait for the database); a background thread writes them in batches and, every
-few minutes, deletes events older than the retention in small batches so that no long
-transaction holds the table.
+Retention (deleting old events) is the scheduler role's job:
+:mod:`schedd.scheduler.retention`.
 
 Each stored event has a ``component`` (the part of ``schedd.<component>.…`` in its
 logger name) and ``refs``: the ``task_id``, ``run_id`` and ``worker_id`` given as
@@ -15,15 +15,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from schedd.db import Database
 from schedd.errors import first_line
-from schedd.models import AuditEntry, SystemLog
+from schedd.models import SystemLog
 
 log = logging.getLogger("schedd.systemlog")
 
@@ -33,8 +32,6 @@ MAX_MESSAGE = 4000
 BATCH_SIZE = 200
 FLUSH_INTERVAL = 1.0
 QUEUE_LIMIT = 10_000
-PURGE_INTERVAL = 600.0
-PURGE_BATCH = 1000
 
 
 def component_of(logger_name: str) -> str:
@@ -85,39 +82,21 @@ class SystemLogHandler(logging.Handler):
             self.dropped += 1
 
 
-def purge_before(db: Database, table: sa.Table, time_column: Any, cutoff: datetime) -> int:
-    """Delete rows older than ``cutoff`` in batches of PURGE_BATCH; the number deleted."""
-    total = 0
-    while True:
-        with db.session() as session:
-            ids = sa.select(table.c.id).where(time_column < cutoff).limit(PURGE_BATCH)
-            result = session.execute(sa.delete(table).where(table.c.id.in_(ids)))
-            deleted = cast("sa.CursorResult[Any]", result).rowcount
-        total += deleted
-        if deleted < PURGE_BATCH:
-            return total
-
-
 class SystemLogWriter:
-    """Owns the handler and the thread that stores its records and applies retention."""
+    """Owns the handler and the thread that stores its records."""
 
     def __init__(
         self,
         db: Database,
         *,
         level: int = logging.WARNING,
-        system_logs_days: float = 14.0,
-        audit_days: float = 90.0,
         flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
         self.db = db
         self.handler = SystemLogHandler(level)
-        self.system_logs_days = system_logs_days
-        self.audit_days = audit_days
         self.flush_interval = flush_interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="systemlog", daemon=True)
-        self._next_purge = 0.0
 
     def start(self) -> None:
         logging.getLogger(ROOT_LOGGER).addHandler(self.handler)
@@ -145,35 +124,17 @@ class SystemLogWriter:
                 session.execute(sa.insert(SystemLog.__table__), batch)  # type: ignore[attr-defined]
             written += len(batch)
 
-    def purge(self, now: datetime | None = None) -> int:
-        """Apply retention to system events and audit entries (0 days keeps forever)."""
-        now = now or datetime.now(UTC)
-        deleted = 0
-        for days, table in (
-            (self.system_logs_days, SystemLog.__table__),  # type: ignore[attr-defined]
-            (self.audit_days, AuditEntry.__table__),  # type: ignore[attr-defined]
-        ):
-            if days > 0:
-                cutoff = now - timedelta(days=days)
-                deleted += purge_before(self.db, table, table.c.time, cutoff)
-        return deleted
-
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval):
             self._cycle()
-        self._cycle(final=True)
+        self._cycle()
 
-    def _cycle(self, *, final: bool = False) -> None:
+    def _cycle(self) -> None:
         try:
             self.flush()
             if self.handler.dropped:
                 dropped, self.handler.dropped = self.handler.dropped, 0
                 log.warning("system log queue full: %d event(s) not stored", dropped)
-            if not final and time.monotonic() >= self._next_purge:
-                self._next_purge = time.monotonic() + PURGE_INTERVAL
-                deleted = self.purge()
-                if deleted:
-                    log.info("retention removed %d old system event(s)/audit entries", deleted)
         except sa.exc.SQLAlchemyError as exc:
             # The batch is lost, not the process: events are a convenience, the
             # process log (stderr) keeps every record anyway.

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
-from sqlmodel import col, select
+from sqlmodel import col
 
 from schedd.api.app import create_app
 from schedd.db import Database, create_database
-from schedd.models import RunStatus, SystemLog, TaskRun
+from schedd.models import RunStatus, TaskRun
 from schedd.schemas import TaskCreate
 from schedd.services import lifecycle, tasks, workers
-from schedd.services.systemlog import PURGE_BATCH, SystemLogWriter
+from schedd.services.systemlog import SystemLogWriter
 from tests.apikit import ApiEnv, RecordingBroker, api_env, serve, settings_for, task_body
 
 
@@ -123,23 +123,6 @@ def test_system_events_are_stored_and_filtered(api: ApiEnv, writer: SystemLogWri
     assert len(_logs(api, f"end_time={later}")) == 2
     bad = api.client.get("/api/system/logs?level=loud", headers=api.admin)
     assert bad.status_code == 422 and bad.json()["field"] == "level"
-
-
-def test_retention_deletes_old_events_in_batches(api: ApiEnv) -> None:
-    now = datetime.now(UTC)
-    old = now - timedelta(days=20)
-    rows = [
-        {"time": old, "level": "error", "levelno": 40, "component": "x", "message": "m", "refs": {}}
-    ] * (PURGE_BATCH + 5) + [
-        {"time": now, "level": "error", "levelno": 40, "component": "x", "message": "m", "refs": {}}
-    ]
-    with api.db.session() as session:
-        session.execute(sa.insert(SystemLog.__table__), rows)  # type: ignore[attr-defined]
-    writer = SystemLogWriter(api.db, system_logs_days=14)
-    assert writer.purge(now) == PURGE_BATCH + 5
-    with api.db.session() as session:
-        left = session.exec(select(SystemLog)).all()
-    assert [r.time for r in left] == [now]
 
 
 def test_audit_log_lists_mutations_newest_first_with_filters(api: ApiEnv) -> None:

@@ -1,4 +1,5 @@
-"""Run-history retention by the scheduler: old finished runs and their output go."""
+"""Retention by the scheduler: old finished runs with their output, old system events
+and audit entries go."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import sqlalchemy as sa
 
 from schedd.config import Settings
 from schedd.db import Database
-from schedd.models import RunOutput, TaskRun
-from schedd.scheduler import passes
+from schedd.models import AuditEntry, RunOutput, SystemLog, TaskRun
+from schedd.scheduler import passes, retention
 from schedd.scheduler.passes import Scheduler
-from schedd.scheduler.retention import purge_runs
+from schedd.scheduler.retention import purge_events, purge_runs
 from schedd.types import utcnow
 from tests.scheduler_support import add_run, new_task, run
 
@@ -106,3 +107,74 @@ def test_the_scheduler_pass_applies_retention_after_its_first_delay(
     assert scheduler.run_pass().purged == 1
     assert ids(db) == {newest}
     assert old not in ids(db)
+
+
+def add_events(db: Database, age_days: float, count: int) -> None:
+    stamp = utcnow() - age_days * DAY
+    with db.session() as s:
+        s.execute(
+            sa.insert(SystemLog.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "time": stamp,
+                    "level": "error",
+                    "levelno": 40,
+                    "component": "x",
+                    "message": "m",
+                    "refs": {},
+                }
+            ]
+            * count,
+        )
+        s.execute(
+            sa.insert(AuditEntry.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "time": stamp,
+                    "actor": "a",
+                    "action": "a",
+                    "target": "t",
+                    "outcome": "ok",
+                    "detail": {},
+                }
+            ]
+            * count,
+        )
+
+
+def event_ages(db: Database) -> tuple[int, int]:
+    with db.session() as s:
+        events = s.execute(sa.select(sa.func.count()).select_from(SystemLog)).scalar_one()
+        audit = s.execute(sa.select(sa.func.count()).select_from(AuditEntry)).scalar_one()
+    return events, audit
+
+
+def test_old_events_and_audit_entries_go_in_batches(db: Database) -> None:
+    add_events(db, 20, 7)
+    add_events(db, 1, 2)
+    cutoff = utcnow() - 14 * DAY
+    events = retention.system_logs
+    assert purge_events(db, events, cutoff, batch=3, time_budget=0) == (3, True)
+    assert purge_events(db, events, cutoff, batch=3) == (4, False)
+    assert event_ages(db) == (2, 9)
+    assert purge_events(db, retention.audit_log, cutoff) == (7, False)
+    assert event_ages(db) == (2, 2)
+
+
+def test_the_scheduler_pass_applies_event_and_audit_retention(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_events(db, 20, 3)
+    add_events(db, 200, 2)
+    add_events(db, 1, 1)
+    monkeypatch.setattr(passes, "RETENTION_FIRST_DELAY", 0.0)
+
+    def scheduler(**days: float) -> Scheduler:
+        settings = Settings.model_validate({"database": {"url": "sqlite://"}, "retention": days})
+        return Scheduler(db, None, settings, rand=lambda: 0.0)
+
+    # 0 days keeps everything.
+    assert scheduler(system_logs_days=0, audit_days=0).run_pass().purged_events == 0
+    # System events after 14 days, audit entries after 90.
+    assert scheduler(system_logs_days=14, audit_days=90).run_pass().purged_events == 5 + 2
+    assert event_ages(db) == (1, 4)
