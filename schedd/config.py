@@ -313,6 +313,7 @@ class ObservabilitySettings(_Section):
     log_level: str = "info"
     log_format: Annotated[Literal["text", "json"], Lowered] = "text"
     metrics_auth: bool = False
+    events_level: Annotated[Literal["debug", "info", "warning", "error"], Lowered] = "info"
 
     @field_validator("log_level")
     @classmethod

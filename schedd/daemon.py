@@ -133,7 +133,9 @@ class Daemon:
         db = open_database(settings)
         ctx = Context(settings=settings, db=db, broker=create_broker(settings, db))
         # Every process stores its own system events (a worker-only host's too).
-        systemlog = SystemLogWriter(db)
+        systemlog = SystemLogWriter(
+            db, level=logging.getLevelName(settings.observability.events_level.upper())
+        )
         systemlog.start()
         log.info(
             "schedd %s starting (pid %d): roles %s",

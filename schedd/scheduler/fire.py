@@ -305,7 +305,13 @@ def report(result: FireResult) -> None:
     for fire in result.fires:
         decision = fire.decision
         for moment in decision.runs:
-            log.debug("task %s (id %d) fired for %s", fire.name, fire.task_id, _iso(moment))
+            log.info(
+                "task %s (id %d) fired for %s",
+                fire.name,
+                fire.task_id,
+                _iso(moment),
+                extra={"task_id": fire.task_id},
+            )
         if decision.missed:
             metrics.MISSED_FIRES.labels(policy=fire.misfire_policy).inc(decision.missed)
             log.warning(

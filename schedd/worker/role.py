@@ -44,6 +44,8 @@ from schedd.worker.runs import Action, ActiveRun, RunBook, execute
 log = logging.getLogger("schedd.worker")
 
 _UNFINISHED = {Action.hand_back: "stopped, to be handed back", Action.drop: "taken away"}
+# Run outcomes stored as info events; the others (failed, timeout, ...) as warnings.
+_QUIET_OUTCOMES = {"completed", "cancelled", _UNFINISHED[Action.hand_back]}
 
 
 def check_settings(settings: Settings) -> None:
@@ -211,7 +213,7 @@ class WorkerRole:
         )
         run = ActiveRun(claimed, spec, OutputCapture(self.settings.max_output_bytes))
         self.book.add(run)
-        log.info("run %d (task %s, attempt %d) started", spec.run_id, spec.task_name, spec.attempt)
+        log.debug("run %d (task %s, attempt %d) started", spec.run_id, spec.task_name, spec.attempt)
         threading.Thread(
             target=self._execute, args=(run,), name=f"run-{spec.run_id}", daemon=True
         ).start()
@@ -221,12 +223,20 @@ class WorkerRole:
         self.book.finished(report)
         if report.status is not None:
             RUN_DURATION.labels(run.spec.executor, report.status).observe(report.execution_time)
-        log.info(
-            "run %d %s after %.2f s%s",
+        outcome = report.status or _UNFINISHED[report.action]
+        log.log(
+            logging.INFO if outcome in _QUIET_OUTCOMES else logging.WARNING,
+            "run %d (task %s) %s after %.2f s%s",
             run.run_id,
-            report.status or _UNFINISHED[report.action],
+            run.spec.task_name,
+            outcome,
             report.execution_time,
             f": {report.error_message}" if report.error_message else "",
+            extra={
+                "run_id": run.run_id,
+                "task_id": run.claimed.task_id,
+                "worker_id": self.worker_id,
+            },
         )
 
     def _on_fence(self) -> None:

@@ -280,6 +280,26 @@ def test_a_production_deployment_runs_tasks_and_survives_a_killed_worker(
     fired = [r["scheduled_for"] for r in dep.runs("tick") if r["trigger"] == "schedule"]
     assert len(fired) == len(set(fired)), fired
 
+    # The troubleshooting view: each process stored its events, with their refs.
+    def events(*args: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = dep.json("system", "logs", "--size", "500", *args)["items"]
+        return found
+
+    def has_events() -> bool:
+        warnings = [e["message"] for e in events("--level", "warning")]
+        return any(f"worker {victim_id} is offline" in m for m in warnings) and any(
+            f"run {first_id} (task" in m and "is lost" in m for m in warnings
+        )
+
+    assert wait_until(has_events, 10, interval=0.5), events("--level", "warning")
+    fires = [e for e in events("--component", "scheduler") if "fired for" in e["message"]]
+    assert fires and all(e["refs"].get("task_id") for e in fires), fires
+    outcomes = [
+        e for e in events("--component", "worker") if e["refs"].get("run_id") == retry["id"]
+    ]
+    assert outcomes and outcomes[-1]["level"] == "info", outcomes
+    assert "completed" in outcomes[-1]["message"], outcomes
+
     # SIGTERM: every process exits 0, nothing left running.
     running = [p for name, p in dep.procs.items() if name != victim_name]
     children = [c for p in running for c in psutil.Process(p.pid).children(recursive=True)]
