@@ -179,6 +179,7 @@ def main_options(
             metavar="FILE",
             help="schedd.toml to read (data directory, --db defaults, config commands).",
             show_default=False,
+            readable=False,  # an unreadable file is a config error (78) when it is read
         ),
     ] = None,
     output: Annotated[

@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from schedd import __version__
-from schedd.config import Settings, check_file, load_settings, render_toml
+from schedd.config import Settings, load_settings, render_toml
 from schedd.daemon import ROLE_NAMES, Daemon
 from schedd.db import create_database, describe_url, migrate
 from schedd.errors import ConfigError, SchedError, Unavailable, first_line
@@ -38,6 +38,9 @@ ConfigOption = Annotated[
         help="Config file (else $SCHEDD_CONFIG, ./schedd.toml, ~/.config/sched/schedd.toml, "
         "/etc/schedd/schedd.toml).",
         show_default=False,
+        # Checked when read: an unreadable file is one config error line and exit 78
+        # (which the units do not restart on), not a usage error.
+        readable=False,
     ),
 ]
 RoleOption = Annotated[
@@ -46,7 +49,7 @@ RoleOption = Annotated[
         "--role",
         "-r",
         help="Role to run (api, scheduler, worker); repeat for several. Default: "
-        "[daemon] roles, which is all three.",
+        "the daemon.roles setting, which is all three.",
         show_default=False,
     ),
 ]
@@ -150,13 +153,15 @@ def config_show(ctx: typer.Context, config: ConfigOption = None) -> None:
 def config_check(
     ctx: typer.Context,
     file: Annotated[
-        Path | None, typer.Argument(help="File to check (else the one schedd would load).")
+        Path | None,
+        typer.Argument(help="File to check (else the one schedd would load).", readable=False),
     ] = None,
 ) -> None:
-    """Validate a config file (and the environment); exit 0 when it is good."""
+    """Validate the configuration as schedd would load it (the file, then the
+    environment: DATABASE_URL, RABBITMQ_URL, JWT_SECRET, SCHEDD_*); exit 0 when good."""
     try:
         if file is not None:
-            check_file(file)
+            load_settings(file)
             source = str(file)
         else:
             settings = load_settings(ctx.parent.obj if ctx.parent else None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -112,6 +112,16 @@ def create_database(
     raise Unavailable(f"unsupported database backend {sa_url.get_backend_name()!r}")
 
 
+def _create_private(path: Path) -> None:
+    """Create a missing database file (and its directory) readable by its owner only:
+    it holds run output and task commands. SQLite gives its -wal and -shm files the
+    main file's mode. An existing file or directory keeps the mode it has."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def _sqlite_engine(sa_url: sa.URL, connection_timeout: float) -> Engine:
     path = _sqlite_path(sa_url)
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
@@ -119,7 +129,7 @@ def _sqlite_engine(sa_url: sa.URL, connection_timeout: float) -> Engine:
         # One shared in-memory database for the whole process (tests).
         kwargs["poolclass"] = StaticPool
     else:
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _create_private(Path(path).expanduser())
     engine = sa.create_engine(sa_url, **kwargs)
     busy_ms = max(SQLITE_BUSY_TIMEOUT_MS, int(connection_timeout * 1000))
 

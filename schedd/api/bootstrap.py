@@ -35,7 +35,8 @@ API_URL_FILE = "api.url"
 
 def write_file(path: Path, text: str, mode: int) -> None:
     """Replace ``path`` atomically with ``text``; the file never exists with a wider mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:

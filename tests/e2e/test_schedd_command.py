@@ -151,3 +151,23 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     result = run(schedd("run"), env, tmp_path)
     assert result.returncode == 69
     one_line_error(result)
+
+
+def test_config_check_of_a_file_applies_the_environment_as_schedd_would(tmp_path: Path) -> None:
+    """The production file names no secret: it checks good with the environment the
+    units give it (/etc/schedd/schedd.env), and without it names what is missing."""
+    config = Path(__file__).resolve().parents[2] / "etc" / "schedd.production.toml"
+    bare = run(schedd("config", "check", str(config)), isolated_env(tmp_path), tmp_path)
+    assert bare.returncode == 78
+    assert "RABBITMQ_URL" in one_line_error(bare)
+    env = isolated_env(
+        tmp_path,
+        {
+            "DATABASE_URL": "postgresql://sched@db.example/sched",
+            "RABBITMQ_URL": "amqp://sched:pw@mq.example:5672/sched",
+            "JWT_SECRET": "x" * 40,
+        },
+    )
+    good = run(schedd("config", "check", str(config)), env, tmp_path)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.strip() == f"{config}: ok"
