@@ -89,7 +89,7 @@ class Cli:
         from schedctl.http_client import HttpClient
 
         endpoint = self.endpoint()
-        return HttpClient(endpoint.url, endpoint.token)
+        return HttpClient(endpoint.url, endpoint.token, token_source=endpoint.token_source)
 
     def close(self) -> None:
         if self._client is not None:

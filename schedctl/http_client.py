@@ -77,8 +77,11 @@ class HttpClient(Client):
         *,
         timeout: float = READ_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        token_source: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # Where the credential came from, for the hint on a 401.
+        self.token_source = (token_source or "--token") if token else None
         headers = {"Accept": "application/json", "User-Agent": "schedctl"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -95,6 +98,19 @@ class HttpClient(Client):
 
     def describe(self) -> str:
         return self.base_url
+
+    def _credential_hint(self) -> str:
+        if self.token_source is None:
+            return (
+                "no credential was sent: set --token or SCHED_TOKEN; a first key comes from "
+                "schedctl --db DATABASE_URL apikey create NAME --scope all"
+            )
+        if self.token_source in ("--token", "SCHED_TOKEN"):
+            return f"the key or token from {self.token_source} was refused by {self.base_url}"
+        return (
+            f"sent the admin key from {self.token_source}, which {self.base_url} does not"
+            " know: set --token or SCHED_TOKEN"
+        )
 
     def request(
         self,
@@ -122,7 +138,11 @@ class HttpClient(Client):
                 "(is schedd running? set --api or SCHED_API)"
             ) from exc
         if response.is_error and response.status_code not in accept:
-            raise error_from(response)
+            error = error_from(response)
+            if isinstance(error, Unauthorized):
+                hint = self._credential_hint()
+                raise Unauthorized(f"{error.message} ({hint})", field=error.field) from None
+            raise error
         if response.status_code == 204 or not response.content:
             return None
         try:

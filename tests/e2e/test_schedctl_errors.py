@@ -59,13 +59,17 @@ def test_bad_toml_in_apply_exits_65_naming_file_and_line(server: Server, tmp_pat
 def test_wrong_token_exits_4(server: Server) -> None:
     result = server.ctl("--token", "scheduler_" + "x" * 32, "task", "list")
     assert result.returncode == 4
-    assert "invalid or revoked API key" in one_line(result)
+    line = one_line(result)
+    assert "invalid or revoked API key" in line
+    assert f"the key or token from --token was refused by {server.url}" in line
 
 
 def test_the_local_admin_key_is_not_sent_elsewhere(server: Server) -> None:
     result = server.ctl("--api", server.url.replace("127.0.0.1", "localhost"), "task", "list")
     assert result.returncode == 4
-    assert "missing credentials" in one_line(result)
+    line = one_line(result)
+    assert "missing credentials" in line
+    assert "set --token or SCHED_TOKEN" in line and "apikey create" in line
 
 
 def test_a_stopped_server_exits_69(tmp_path: Path) -> None:
