@@ -7,6 +7,10 @@ asks every role to stop gracefully; a second one asks them to stop at once.
 Under systemd (``Type=notify``) the daemon reports READY=1 once every role has started,
 STOPPING=1 when the stop begins, and WATCHDOG=1 while the main loop turns
 (:mod:`schedd.sdnotify`).
+
+With ``observability.metrics_listen`` set, the process also serves its own Prometheus
+registry, whatever its roles (:mod:`schedd.metricsserver`): started before the roles,
+stopped after them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from schedd.brokers.base import Broker
 from schedd.brokers.registry import create_broker
 from schedd.config import Settings
 from schedd.db import Database, check_schema, create_database, describe_url, migrate
+from schedd.metricsserver import MetricsListener, start_listener
 from schedd.sdnotify import Heartbeat, Watchdog, take_from_environment
 from schedd.services.systemlog import SystemLogWriter
 
@@ -148,7 +153,10 @@ class Daemon:
         log.info("database: %s", describe_url(settings.database.url))
 
         roles: list[Role] = []
+        metrics: MetricsListener | None = None
         try:
+            # Before the roles: a metrics port in use stops the start before any work.
+            metrics = start_listener(settings.observability)
             for name in self.role_names:
                 factory = role_factory(name)
                 if factory is None:
@@ -162,6 +170,8 @@ class Daemon:
             # A role that cannot start (a second SQLite scheduler, a port in use) must not
             # leave the roles already started keeping the process alive.
             self._shutdown(ctx, roles, graceful=False)
+            if metrics is not None:
+                metrics.stop()
             systemlog.stop()
             ctx.db.dispose()
             raise
@@ -176,6 +186,8 @@ class Daemon:
         self._shutdown(ctx, roles, graceful=True)
         if watchdog is not None:
             watchdog.stop()
+        if metrics is not None:  # after the roles: a drain can still be watched
+            metrics.stop()
         log.info("stopped")
         systemlog.stop()
         ctx.db.dispose()
