@@ -13,7 +13,7 @@ in the middle of a run leaves no process behind, its run is lost and the retry
 completes on the other worker, each execution counted once; SIGTERM stops every
 process with exit 0 and nothing left running; every log line is JSON.
 
-Only the timing settings are shortened (heartbeats every second, offline after 4 s)
+Only the timing settings are shortened (heartbeats every second, offline after 8 s)
 so that the SIGKILL is noticed in seconds instead of 90.
 """
 
@@ -132,10 +132,11 @@ def deployment(empty_pg_url: str, rabbitmq_url: str, tmp_path: Path) -> Iterator
         "SCHEDD_WORKER__PYTHON_INTERPRETER": sys.executable,
         "SCHEDD_WORKER__TASK_TYPES": task_type,
         "API_PORT": str(port),
-        # Short timings: offline 4 s after the last heartbeat instead of 90.
+        # Short timings: offline 8 s after the last heartbeat instead of 90 (with room
+        # for a loaded CI machine: a live worker must not be taken for dead).
         "SCHEDD_WORKER__HEARTBEAT_INTERVAL": "1",
-        "SCHEDD_WORKER__FENCE_SECONDS": "3",
-        "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "4",
+        "SCHEDD_WORKER__FENCE_SECONDS": "5",
+        "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "8",
         "SCHEDD_SCHEDULER__REAP_INTERVAL": "1",
         "SCHEDD_SCHEDULER__REDISPATCH_AFTER": "5",
         "SCHEDD_WORKER__DRAIN_GRACE_SECONDS": "10",
