@@ -25,13 +25,12 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from schedctl.client import Client, Json, NotSupported
-from schedd import __version__
+from schedd.brokers.registry import create_broker
 from schedd.config import Settings
 from schedd.db import Database, check_schema, create_database, describe_url, sqlite_file
 from schedd.errors import InvalidInput, Unavailable
 from schedd.schemas import (
     FireTimes,
-    HealthRead,
     OutputRead,
     TaskCreate,
     TaskUpdate,
@@ -41,6 +40,10 @@ from schedd.services import auth, lifecycle, output, runs, system, tasks, worker
 from schedd.types import utcnow
 
 T = TypeVar("T")
+
+# Seconds `system health` waits for the broker: a broker that does not answer within
+# them is reported unavailable instead of holding the command for its socket timeouts.
+BROKER_HEALTH_TIMEOUT = 3.0
 
 
 def _dump(model: BaseModel) -> Json:
@@ -73,6 +76,7 @@ class DirectClient(Client):
         url = settings.database.url
         self.settings = settings
         self.actor = actor or local_actor()
+        self.health_reasons: dict[str, str] = {}  # set by health(): component -> why
         path = sqlite_file(url)
         if path is not None and not os.path.exists(path):
             # SQLite would quietly create an empty file at a mistyped path.
@@ -224,18 +228,19 @@ class DirectClient(Client):
     # -- system -----------------------------------------------------------------------
 
     def health(self) -> Json:
-        # The schema was checked when the client opened; this checks the connection now.
+        """What the API's /health answers, for the broker the configuration names.
+
+        The broker is built for this call only and closed after it; a broker that does
+        not answer within BROKER_HEALTH_TIMEOUT is reported unavailable. Why a component
+        is unavailable is kept in :attr:`health_reasons` (the report has no room for it).
+        """
+        broker = create_broker(self.settings, self.db)
         try:
-            with self._session() as session:
-                session.execute(sa.text("SELECT 1"))
-            database = "ok"
-        except Unavailable:
-            database = "unavailable"
-        status = "ok" if database == "ok" else "unavailable"
-        # No broker in this process: --db asks the database only.
-        return _dump(
-            HealthRead(status=status, database=database, broker="none", version=__version__)
-        )
+            health = system.check_health(self.db, broker, broker_timeout=BROKER_HEALTH_TIMEOUT)
+        finally:
+            broker.close()
+        self.health_reasons = health.reasons
+        return _dump(health.report)
 
     def stats(self) -> Json:
         # No daemon is asked in --db mode, so there is no uptime to report.

@@ -24,6 +24,9 @@ def health(ctx: typer.Context, output: OutputOpt = None) -> None:
     cli = Cli.of(ctx)
     result = cli.client.health()
     cli.show(result, views.health, output)
+    # --db asks the components itself and knows why one did not answer (the API logs it).
+    for component, reason in getattr(cli.client, "health_reasons", {}).items():
+        cli.note(f"{component}: {reason}")
     if result.get("status") != "ok":
         raise typer.Exit(ExitStatus.ERROR)
 

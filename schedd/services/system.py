@@ -1,4 +1,4 @@
-"""System use cases: statistics, the stored system events, the audit log.
+"""System use cases: health, statistics, the stored system events, the audit log.
 
 Every statistic is one aggregate query over an indexed column, cheap enough to serve
 on each request and each Prometheus scrape.
@@ -7,14 +7,16 @@ on each request and each Prometheus scrape.
 from __future__ import annotations
 
 import logging
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from schedd import __version__
-from schedd.errors import InvalidInput
+from schedd.errors import InvalidInput, SchedError, first_line
 from schedd.models import (
     AuditEntry,
     RunStatus,
@@ -25,9 +27,13 @@ from schedd.models import (
     Worker,
     WorkerStatus,
 )
-from schedd.schemas import AuditRead, Page, RunCounts, StatsRead, SystemLogRead
+from schedd.schemas import AuditRead, HealthRead, Page, RunCounts, StatsRead, SystemLogRead
 from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page
 from schedd.types import utcnow
+
+if TYPE_CHECKING:
+    from schedd.brokers.base import Broker
+    from schedd.db import Database
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -40,6 +46,81 @@ LEVELS = {
 }
 # Ended runs that count for the success rate: cancelled and skipped runs did not try.
 _TRIED = (RunStatus.completed, RunStatus.failed, RunStatus.timeout, RunStatus.lost)
+
+
+@dataclass(frozen=True)
+class Health:
+    """The health report, and why each component in it that did not answer did not."""
+
+    report: HealthRead
+    reasons: dict[str, str] = field(default_factory=dict)  # "database"/"broker" -> why
+
+
+def check_health(
+    db: Database, broker: Broker | None, *, broker_timeout: float | None = None
+) -> Health:
+    """Can this process reach its database and its broker? (The API's /health and
+    ``schedctl --db system health``.)
+
+    ``ok`` when both answer, ``degraded`` when only the database does, ``unavailable``
+    when the database does not (nothing works without it). The broker is ``none`` when
+    there is no broker to ask. ``broker_timeout`` bounds the wait for the broker's
+    answer (see :func:`broker_problem`).
+    """
+    reasons: dict[str, str] = {}
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        reasons["database"] = first_line(exc)
+    database = "unavailable" if "database" in reasons else "ok"
+    broker_state = "none"
+    if broker is not None:
+        problem = broker_problem(broker, broker_timeout)
+        broker_state = "ok" if problem is None else "unavailable"
+        if problem is not None:
+            reasons["broker"] = problem
+    if database != "ok":
+        status = "unavailable"
+    elif broker_state == "unavailable":
+        status = "degraded"
+    else:
+        status = "ok"
+    report = HealthRead(status=status, database=database, broker=broker_state, version=__version__)
+    return Health(report, reasons)
+
+
+def broker_problem(broker: Broker, timeout: float | None = None) -> str | None:
+    """Why ``broker`` does not answer its health check, or None when it does.
+
+    Any failure of the check counts (a client library may raise its own errors, not
+    only ``Unavailable``). With a ``timeout`` the check runs in a daemon thread and a
+    broker that has not answered by then is unavailable; the thread is left to give up
+    on its own (its socket timeouts), so a short-lived process does not wait for it.
+    """
+    if timeout is None:
+        return _probe(broker)
+    outcome: list[str | None] = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(_probe(broker)),
+        name=f"health-{broker.name}",
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        return f"{broker.name}: no answer within {timeout:g} s"
+    return outcome[0]
+
+
+def _probe(broker: Broker) -> str | None:
+    try:
+        broker.health()
+    except SchedError as exc:
+        return first_line(exc)
+    except Exception as exc:  # a library's own error (pika's handshake timeout...)
+        return f"{broker.name}: {type(exc).__name__}: {first_line(exc)}"
+    return None
 
 
 def _counts(session: Session, column: Any, where: Any = None) -> dict[str, int]:
