@@ -160,6 +160,7 @@ class DatabaseSettings(_Section):
 class MessageQueueSettings(_Section):
     type: Annotated[Literal["database", "rabbitmq", "redis"], Lowered] = "database"
     url: str = ""
+    claim_idle_seconds: float = Field(30.0, ge=1, le=86_400)
 
     @model_validator(mode="after")
     def _url_fits_type(self) -> Self:

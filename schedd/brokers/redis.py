@@ -16,6 +16,11 @@ Contract, beyond :mod:`schedd.brokers.base`:
   ``[]``. Entries read beyond ``max_count`` (a blocking read over several streams) stay
   buffered for the same thread's next call.
 - ``ack`` is XACK + XDEL; ``reject(requeue=True)`` re-XADDs the run id then acks.
+  The worker acks right after the run is claimed in the database (never after the
+  run), so a live consumer holds an entry while it claims it, or, buffered, until it
+  has a free slot; ``claim_idle`` (``[message_queue] claim_idle_seconds``) bounds how
+  long a dead one keeps it. A takeover from a live consumer costs one redundant claim
+  attempt, never a second execution: the database claim decides.
 - Each thread is its own consumer, named ``<host>-<pid>-<thread id>``; names of dead
   consumers stay in the group (harmless: their pending entries are auto-claimed).
 """
@@ -47,7 +52,6 @@ log = logging.getLogger("schedd.brokers.redis")
 GROUP = "sched-workers"
 PRIORITIES = (3, 2, 1, 0)  # read order: critical first
 MAXLEN = 100_000  # approximate cap per stream
-CLAIM_IDLE = 30.0  # seconds a delivery may sit unacked before another consumer takes it
 AUTOCLAIM_EVERY = 1.0  # seconds between XAUTOCLAIM sweeps of one thread
 SLICE = 0.1  # blocking reads last this long, then the wake event is looked at
 SOCKET_TIMEOUT = 5.0
@@ -64,12 +68,15 @@ class RedisBroker(Broker):
         db: Database | None = None,
         *,
         namespace: str = "sched",
-        claim_idle: float = CLAIM_IDLE,
+        claim_idle: float | None = None,
         maxlen: int = MAXLEN,
     ) -> None:
         self.url = settings.message_queue.url
         self.namespace = namespace
-        self.claim_idle = claim_idle
+        # Seconds a delivery may sit unacked before another consumer takes it.
+        self.claim_idle = (
+            settings.message_queue.claim_idle_seconds if claim_idle is None else claim_idle
+        )
         self.maxlen = maxlen
         self.client = self._client(self.url)
         self._groups: set[str] = set()

@@ -8,6 +8,7 @@ appends its id to a file, so "exactly once" is counted, not inferred from the st
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -16,9 +17,12 @@ from pathlib import Path
 
 import pika
 import pytest
+import sqlalchemy as sa
 
 from schedd.brokers.base import Message
 from schedd.brokers.rabbitmq import RabbitMQBroker
+from schedd.brokers.redis import GROUP, RedisBroker
+from schedd.config import load_settings
 from schedd.daemon import Context
 from schedd.db import Database, create_database
 from schedd.errors import Unavailable
@@ -217,6 +221,107 @@ def test_a_sigkilled_workers_unacked_deliveries_complete_elsewhere(
             victim.wait(10)
         publisher.purge([task_type])
         publisher.close()
+
+
+def test_a_sigkilled_redis_workers_pending_entries_are_claimed_by_another(
+    redis_url: str, pg_db: Database, tmp_path: Path
+) -> None:
+    """A `schedd run --role worker` process on Redis dies (SIGKILL) holding read but
+    unacked stream entries (stuck claiming their runs: the test holds the rows' locks);
+    a surviving worker takes them over by XAUTOCLAIM after claim_idle_seconds (1 s,
+    from the environment) and runs each exactly once. No scheduler runs, so the outbox
+    sweeper cannot be what recovers them. (The runs the victim had claimed are the
+    reaper's business, tested with the scheduler.)"""
+    task_type = f"kill{uuid.uuid4().hex[:8]}"
+    log_file = tmp_path / "executions.log"
+    url = brokerkit._url(pg_db)
+    env = {
+        "DATABASE_URL": url,
+        "SCHEDD_MESSAGE_QUEUE__TYPE": "redis",
+        "SCHEDD_MESSAGE_QUEUE__URL": redis_url,
+        "SCHEDD_MESSAGE_QUEUE__CLAIM_IDLE_SECONDS": "1",
+        "SCHEDD_WORKER__TASK_TYPES": task_type,
+        "SCHEDD_WORKER__MAX_CONCURRENT_TASKS": "4",
+    }
+    publisher = RedisBroker(load_settings(env={**env, "HOME": str(tmp_path)}))
+    stream = publisher.stream(task_type, 1)  # the default namespace, as `schedd run` uses
+    victim: subprocess.Popen[bytes] | None = None
+    try:
+        with pg_db.session() as session:
+            task = Task(
+                name=f"slow-{task_type}",
+                task_type=task_type,
+                executor="shell",
+                command=f'echo "$SCHED_RUN_ID" >> {log_file}; sleep 30',
+            )
+            session.add(task)
+            session.flush()
+            assert task.id is not None
+            rows = [
+                TaskRun(task_id=task.id, status="pending", task_type=task_type) for _ in range(6)
+            ]
+            session.add_all(rows)
+            session.flush()
+            ids = [int(r.id) for r in rows if r.id is not None]
+        brokerkit.dispatch(pg_db, publisher, [Message(i, 1, task_type) for i in ids])
+        with pg_db.engine.connect() as locker, locker.begin():
+            # The victim claims ids[0] and ids[1], then blocks claiming ids[2] while it
+            # holds ids[2] (and whatever else it read) read but unacked.
+            locker.execute(
+                sa.select(brokerkit.runs_table.c.id)
+                .where(brokerkit.runs_table.c.id.in_(ids[2:]))
+                .with_for_update()
+            ).all()
+            victim = subprocess.Popen(
+                proc.schedd("run", "--role", "worker"),
+                env=proc.isolated_env(tmp_path, env),
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            assert brokerkit.wait_for(lambda: len(brokerkit.executions(log_file)) == 2, 20)
+            assert set(brokerkit.executions(log_file)) == set(ids[:2])
+            assert brokerkit.wait_for(lambda: bool(pending_runs(publisher, stream)), 5)
+            held = pending_runs(publisher, stream)
+            assert set(held.values()) == {f"{socket.gethostname()}-{victim.pid}"}
+            assert set(held) <= set(ids[2:]), held
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+        # The locks are gone; the victim's entries stay pending under its dead consumer.
+        assert pending_runs(publisher, stream) == held
+        survivor_settings = load_settings(
+            env={**env, "HOME": str(tmp_path), "SCHEDD_WORKER__ID": f"s-{task_type}"}
+        )
+        survivor_broker = RedisBroker(survivor_settings)
+        assert survivor_broker.claim_idle == 1.0
+        role = WorkerRole(Context(settings=survivor_settings, db=pg_db, broker=survivor_broker))
+        role.start()
+        try:
+            assert brokerkit.wait_for(lambda: set(brokerkit.executions(log_file)) == set(ids), 20)
+            assert brokerkit.statuses(pg_db, ids[2:]) == {"running": 4}
+            assert max(brokerkit.executions(log_file).values()) == 1
+            assert brokerkit.wait_for(lambda: not pending_runs(publisher, stream), 5)
+        finally:
+            role.stop(graceful=False)
+            role.join(30)
+            survivor_broker.close()
+    finally:
+        if victim is not None and victim.poll() is None:
+            victim.kill()
+            victim.wait(10)
+        publisher.purge([task_type])
+        publisher.close()
+
+
+def pending_runs(broker: RedisBroker, stream: str) -> dict[int, str]:
+    """Run id -> consumer (its ``<host>-<pid>`` part) of every read but unacked entry."""
+    entries = broker.client.xpending_range(stream, GROUP, min="-", max="+", count=100)
+    found: dict[int, str] = {}
+    for entry in entries:
+        for _, fields in broker.client.xrange(stream, entry["message_id"], entry["message_id"]):
+            consumer = entry["consumer"].decode().rsplit("-", 1)[0]
+            found[int(fields[b"run_id"])] = consumer
+    return found
 
 
 def ready_messages(url: str, queue: str) -> int:

@@ -38,3 +38,18 @@ def test_the_registry_builds_the_configured_message_broker(
         broker.close()
     finally:
         db.dispose()
+
+
+def test_the_redis_claim_idle_comes_from_the_configuration(tmp_path: Path) -> None:
+    env = {
+        "HOME": str(tmp_path),
+        "SCHEDD_MESSAGE_QUEUE__TYPE": "redis",
+        "SCHEDD_MESSAGE_QUEUE__URL": "redis://127.0.0.1:1/0",
+    }
+    default = RedisBroker(load_settings(env=env))
+    tuned = RedisBroker(load_settings(env={**env, "SCHEDD_MESSAGE_QUEUE__CLAIM_IDLE_SECONDS": "2"}))
+    try:
+        assert (default.claim_idle, tuned.claim_idle) == (30.0, 2.0)
+    finally:
+        default.close()
+        tuned.close()

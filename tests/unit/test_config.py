@@ -258,6 +258,11 @@ def test_missing_schedd_config_file_is_an_error(tmp_path: Path, env: dict[str, s
             "expected 'database', 'rabbitmq' or 'redis', got 'kafka'",
         ),
         (
+            "[message_queue]\nclaim_idle_seconds = 0.5\n",
+            "message_queue.claim_idle_seconds",
+            "must be between 1 and 86400, got 0.5",
+        ),
+        (
             '[worker]\nexecutor_types = ["shell", "java"]\n',
             "worker.executor_types[1]",
             "expected 'shell', 'python' or 'http', got 'java'",
