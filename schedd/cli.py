@@ -89,19 +89,22 @@ def main_callback(
         run(config=config, role=role)
 
 
+def _roles_or_exit(role: list[str] | None) -> list[str]:
+    """The --role values, once each; exit 64 naming an unknown one."""
+    unknown = [r for r in role or [] if r not in ROLE_NAMES]
+    if unknown:
+        fail(
+            f"--role: unknown role {unknown[0]!r} (expected {', '.join(ROLE_NAMES)})",
+            EXIT_USAGE,
+        )
+    return list(dict.fromkeys(role or []))
+
+
 @app.command()
 def run(config: ConfigOption = None, role: RoleOption = None) -> None:
     """Run the daemon until SIGTERM or SIGINT (exit 0 after a clean stop)."""
-    overrides: dict[str, object] = {}
-    if role:
-        unknown = [r for r in role if r not in ROLE_NAMES]
-        if unknown:
-            fail(
-                f"--role: unknown role {unknown[0]!r} (expected {', '.join(ROLE_NAMES)})",
-                EXIT_USAGE,
-            )
-        overrides["daemon.roles"] = list(dict.fromkeys(role))
-    settings = settings_or_exit(config, overrides)
+    roles = _roles_or_exit(role)
+    settings = settings_or_exit(config, {"daemon.roles": roles} if roles else {})
     from schedd import logs
 
     logs.setup(settings.observability.log_level, settings.observability.log_format)
@@ -156,19 +159,25 @@ def config_check(
         Path | None,
         typer.Argument(help="File to check (else the one schedd would load).", readable=False),
     ] = None,
+    role: RoleOption = None,
 ) -> None:
     """Validate the configuration as schedd would load it (the file, then the
-    environment: DATABASE_URL, RABBITMQ_URL, JWT_SECRET, SCHEDD_*); exit 0 when good."""
+    environment: DATABASE_URL, RABBITMQ_URL, JWT_SECRET, SCHEDD_*) and what its roles
+    need to start (the API's JWT secret, the broker URL); exit 0 when good."""
+    roles = _roles_or_exit(role)
+    overrides: dict[str, object] = {"daemon.roles": roles} if roles else {}
     try:
-        if file is not None:
-            load_settings(file)
-            source = str(file)
-        else:
-            settings = load_settings(ctx.parent.obj if ctx.parent else None)
-            source = settings.source or "built-in defaults and environment"
+        settings = load_settings(
+            file if file is not None else (ctx.parent.obj if ctx.parent else None),
+            overrides=overrides,
+        )
+        from schedd import preflight
+
+        preflight.check(settings, settings.daemon.roles, host=False)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
-    typer.echo(f"{source}: ok")
+    source = str(file) if file is not None else settings.source
+    typer.echo(f"{source or 'built-in defaults and environment'}: ok")
 
 
 def main() -> None:

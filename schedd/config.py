@@ -166,15 +166,10 @@ class MessageQueueSettings(_Section):
     def _url_fits_type(self) -> Self:
         # With the database broker the URL is ignored, so switching type back to
         # "database" (for instance by SCHEDD_MESSAGE_QUEUE__TYPE) needs no other edit.
-        if self.type == "database":
+        # A missing URL is the roles' requirement, not the value's: schedd.preflight
+        # refuses it before a start (and `schedd migrate` or schedctl need no broker).
+        if self.type == "database" or not self.url:
             return self
-        if not self.url:
-            raise SettingError(
-                f"message_queue.url is required when type is '{self.type}'"
-                f" (set it, or {BROKER_VARIABLES[self.type]})",
-                "url",
-                "type",
-            )
         allowed = BROKER_SCHEMES[self.type]
         try:
             scheme = _scheme(self.url)
@@ -383,7 +378,7 @@ class AuthSettings(_Section):
             if size < MIN_JWT_SECRET_BYTES:
                 raise ValueError(
                     f"must be at least {MIN_JWT_SECRET_BYTES} bytes, got {size}"
-                    " (generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                    " (generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
                 )
         return value
 

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from schedd.config import MIN_JWT_SECRET_BYTES, Settings
 from schedd.db import Database
 from schedd.errors import ConfigError
+from schedd.preflight import require_jwt_secret
 from schedd.schemas import SCOPES
 from schedd.services import auth
 
@@ -59,14 +60,7 @@ def jwt_secret(settings: Settings) -> str:
     """
     if settings.auth.jwt_secret is not None:
         return settings.auth.jwt_secret.get_secret_value()
-    if not settings.is_embedded:
-        raise ConfigError(
-            settings.source or "configuration",
-            "auth.jwt_secret",
-            f"the API needs a JWT secret of at least {MIN_JWT_SECRET_BYTES} bytes when the "
-            "database is not the embedded SQLite: set JWT_SECRET (generate one: "
-            "python -c 'import secrets; print(secrets.token_urlsafe(32))')",
-        )
+    require_jwt_secret(settings)
     path = Path(settings.daemon.data_dir) / JWT_SECRET_FILE
     if path.exists():
         secret = path.read_text(encoding="utf-8").strip()

@@ -8,6 +8,7 @@ from schedd.brokers.base import Broker
 from schedd.config import Settings
 from schedd.db import Database
 from schedd.errors import ConfigError
+from schedd.preflight import require_broker_url
 
 # type -> "module:class"; each class is built with (settings, db).
 BROKERS: dict[str, str] = {
@@ -26,6 +27,7 @@ def create_broker(settings: Settings, db: Database) -> Broker:
             "message_queue.type",
             f"broker {kind!r} is not available in this build (have: {', '.join(BROKERS)})",
         )
+    require_broker_url(settings)
     module_name, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     broker: Broker = cls(settings, db)

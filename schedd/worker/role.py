@@ -48,8 +48,9 @@ _UNFINISHED = {Action.hand_back: "stopped, to be handed back", Action.drop: "tak
 _QUIET_OUTCOMES = {"completed", "cancelled", _UNFINISHED[Action.hand_back]}
 
 
-def check_settings(settings: Settings) -> None:
-    """Refuse to start a worker that could not keep its promises; ConfigError says why."""
+def check_settings(settings: Settings, *, host: bool = True) -> None:
+    """Refuse to start a worker that could not keep its promises; ConfigError says why.
+    ``host`` also checks that the working directory exists on this host."""
     source = settings.source or "configuration"
     fence, timeout = settings.effective_fence_seconds, settings.effective_heartbeat_timeout
     if fence >= timeout:
@@ -61,7 +62,7 @@ def check_settings(settings: Settings) -> None:
             "beside their replacements",
         )
     directory = settings.worker.working_directory
-    if directory is not None and not os.path.isdir(directory):
+    if host and directory is not None and not os.path.isdir(directory):
         raise ConfigError(source, "worker.working_directory", f"{directory} is not a directory")
     interpreter = settings.worker.python_interpreter
     if "python" in settings.worker.executor_types and shutil.which(interpreter) is None:

@@ -131,7 +131,7 @@ def test_migrate_creates_the_schema_on_postgresql(tmp_path: Path, empty_pg_url: 
 def test_daemon_refuses_a_postgresql_schema_that_is_behind(
     tmp_path: Path, empty_pg_url: str
 ) -> None:
-    env = isolated_env(tmp_path, {"DATABASE_URL": empty_pg_url})
+    env = isolated_env(tmp_path, {"DATABASE_URL": empty_pg_url, "JWT_SECRET": "s" * 40})
     result = run(schedd("run"), env, tmp_path)
     assert result.returncode == 69
     assert "schedd migrate" in one_line_error(result)
@@ -143,6 +143,7 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
         {
             "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
             "SCHEDD_DATABASE__CONNECTION_TIMEOUT": "2",
+            "JWT_SECRET": "s" * 40,  # configuration first: that is checked before the database
         },
     )
     result = run(schedd("migrate"), env, tmp_path)
@@ -171,3 +172,31 @@ def test_config_check_of_a_file_applies_the_environment_as_schedd_would(tmp_path
     good = run(schedd("config", "check", str(config)), env, tmp_path)
     assert good.returncode == 0, good.stderr
     assert good.stdout.strip() == f"{config}: ok"
+
+
+def test_config_check_checks_what_the_roles_need(tmp_path: Path) -> None:
+    """The API role needs a JWT secret outside the embedded default; a host of workers
+    does not: the check says what `schedd run` would."""
+    config = Path(__file__).resolve().parents[2] / "etc" / "schedd.production.toml"
+    env = isolated_env(
+        tmp_path,
+        {
+            "DATABASE_URL": "postgresql://sched@db.example/sched",
+            "RABBITMQ_URL": "amqp://sched:pw@mq.example:5672/sched",
+        },
+    )
+    all_roles = run(schedd("config", "check", str(config)), env, tmp_path)
+    assert all_roles.returncode == 78
+    assert "auth.jwt_secret" in one_line_error(all_roles)
+    api = run(schedd("config", "check", str(config), "--role", "api"), env, tmp_path)
+    assert api.returncode == 78
+    workers = run(
+        schedd("config", "check", str(config), "--role", "worker", "--role", "scheduler"),
+        env,
+        tmp_path,
+    )
+    assert workers.returncode == 0, workers.stderr
+    # schedd run refuses the same, before it touches the database.
+    started = run(schedd("--config", str(config), "run", "--role", "api"), env, tmp_path)
+    assert started.returncode == 78
+    assert "auth.jwt_secret" in one_line_error(started)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from schedd import preflight
 from schedd.config import load_settings
 from schedd.errors import ConfigError
 
@@ -46,8 +47,9 @@ def test_the_commented_redis_alternative_is_valid() -> None:
 
 def test_a_missing_broker_url_names_the_variable() -> None:
     env = {k: v for k, v in ENV.items() if k != "RABBITMQ_URL"}
+    settings = load_settings(PRODUCTION, env=env)
     with pytest.raises(ConfigError, match="RABBITMQ_URL"):
-        load_settings(PRODUCTION, env=env)
+        preflight.check(settings, settings.daemon.roles, host=False)
 
 
 def test_no_secret_is_written_in_the_file() -> None:
