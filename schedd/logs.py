@@ -22,7 +22,12 @@ LEVELS = {
     "critical": logging.CRITICAL,
 }
 
-_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
+# Record attributes that are not extras. "color_message" is uvicorn's copy of its
+# message with ANSI colours, for its own formatter: no use in a JSON line.
+_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "color_message",
+}
 
 
 def parse_directives(spec: str) -> tuple[int, dict[str, int]]:

@@ -71,7 +71,11 @@ def logs(
     size: SizeOpt = 50,
     output: OutputOpt = None,
 ) -> None:
-    """Show stored system events (fires, failures, workers going offline), oldest first."""
+    """Show stored system events (fires, failures, workers going offline).
+
+    The table shows the newest page, oldest first; -o json gives that page as the API
+    does, newest first.
+    """
     cli = Cli.of(ctx)
     filters: dict[str, Any] = {
         "level": level,

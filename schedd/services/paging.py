@@ -25,10 +25,12 @@ def check_page(page: int, size: int) -> None:
 def fetch_page(
     session: Session, query: sa.Select[Any], order_by: Any, page: int, size: int
 ) -> tuple[list[Any], int]:
-    """Rows of one page of ``query`` (a select of one entity) and the total count."""
+    """Rows of one page of ``query`` (a select of one entity) and the total count;
+    ``order_by`` is one ordering or a tuple of them."""
     check_page(page, size)
     total = session.execute(
         sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
     ).scalar_one()
-    rows = session.execute(query.order_by(order_by).offset((page - 1) * size).limit(size))
+    order = order_by if isinstance(order_by, list | tuple) else (order_by,)
+    rows = session.execute(query.order_by(*order).offset((page - 1) * size).limit(size))
     return list(rows.scalars()), total

@@ -217,7 +217,10 @@ def list_logs(
         query = query.where(col(SystemLog.time) >= start_time)
     if _aware(end_time, "end_time") is not None:
         query = query.where(col(SystemLog.time) < end_time)
-    rows, total = fetch_page(session, query, col(SystemLog.id).desc(), page, size)
+    # By time: events of several processes are written in batches, so ids are not in
+    # time order (a run's outcome may be stored before the fire that made it).
+    order = (col(SystemLog.time).desc(), col(SystemLog.id).desc())
+    rows, total = fetch_page(session, query, order, page, size)
     items = [SystemLogRead.model_validate(r) for r in rows]
     return Page[SystemLogRead](items=items, total=total, page=page, size=size)
 

@@ -8,6 +8,7 @@ times come from the database clock, which the reaper judges heartbeats by.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from schedd.schemas import HeartbeatIn, Page, WorkerRead
 from schedd.services import audit
 from schedd.services.claims import db_ago, db_now
 from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page
+from schedd.types import UTCDateTime, utcnow
 
 workers = Worker.__table__  # type: ignore[attr-defined]
 runs = TaskRun.__table__  # type: ignore[attr-defined]
@@ -105,6 +107,49 @@ def register(
     return _read(row)
 
 
+@functools.cache
+def _beat_statements(dialect: str) -> tuple[Any, Any, Any]:
+    """The heartbeat's statements for ``dialect``, built once (they run at every beat of
+    every worker): the worker's row, and the renewal of its running runs (all of them,
+    or those of the bound list ``b_run_ids``). Times are the database clock: PostgreSQL's
+    ``now()``, the same for both statements of the transaction; on SQLite, which runs in
+    this process, the bound ``b_now``."""
+    if dialect == "postgresql":
+        now: Any = sa.func.now(type_=UTCDateTime())
+    else:
+        now = sa.bindparam("b_now", type_=UTCDateTime())
+    beat = (
+        sa.update(workers)
+        .where(workers.c.id == sa.bindparam("b_worker"))
+        .values(
+            last_heartbeat=now,
+            current_task_count=sa.bindparam("b_count"),
+            load_average=sa.bindparam("b_load"),
+            memory_usage=sa.bindparam("b_memory"),
+            cpu_usage=sa.bindparam("b_cpu"),
+            status=sa.case((workers.c.status == OFFLINE, ACTIVE), else_=workers.c.status),
+        )
+        .returning(*workers.c)
+    )
+    # SKIP LOCKED: a run locked right now is being written by its worker (output, its
+    # end) or by the reaper; waiting for it could deadlock with a transaction that locks
+    # several runs in another order, and the next heartbeat renews it anyway.
+    held = (
+        sa.select(runs.c.id)
+        .where(
+            runs.c.worker_id == sa.bindparam("b_worker"),
+            runs.c.status == RunStatus.running.value,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    listed = held.where(runs.c.id.in_(sa.bindparam("b_run_ids", expanding=True)))
+    renew_all, renew_listed = (
+        sa.update(runs).where(runs.c.id.in_(query.scalar_subquery())).values(heartbeat_at=now)
+        for query in (held, listed)
+    )
+    return beat, renew_all, renew_listed
+
+
 def heartbeat(
     session: Session,
     worker_id: str,
@@ -120,35 +165,22 @@ def heartbeat(
     offline becomes active again; a draining one stays draining, and the returned
     status tells it so. NotFound when the worker was removed: it should register again.
     """
-    now = db_now(session)
-    row = session.execute(
-        sa.update(workers)
-        .where(workers.c.id == worker_id)
-        .values(
-            last_heartbeat=now,
-            current_task_count=beat.current_task_count,
-            load_average=beat.load_average,
-            memory_usage=beat.memory_usage,
-            cpu_usage=beat.cpu_usage,
-            status=sa.case((workers.c.status == OFFLINE, ACTIVE), else_=workers.c.status),
-        )
-        .returning(*workers.c)
-    ).first()
+    update_worker, renew_all, renew_listed = _beat_statements(session.get_bind().dialect.name)
+    params: dict[str, Any] = {
+        "b_worker": worker_id,
+        "b_count": beat.current_task_count,
+        "b_load": beat.load_average,
+        "b_memory": beat.memory_usage,
+        "b_cpu": beat.cpu_usage,
+        "b_now": utcnow(),  # SQLite only; PostgreSQL's statements use now()
+    }
+    row = session.execute(update_worker, params).first()
     if row is None:
         raise NotFound(f"worker {worker_id!r} not found")
-    if run_ids is None or run_ids:
-        held = sa.select(runs.c.id).where(
-            runs.c.worker_id == worker_id, runs.c.status == RunStatus.running.value
-        )
-        if run_ids is not None:
-            held = held.where(runs.c.id.in_(list(run_ids)))
-        # SKIP LOCKED: a run locked right now is being written by its worker (output, its
-        # end) or by the reaper; waiting for it could deadlock with a transaction that
-        # locks several runs in another order, and the next heartbeat renews it anyway.
-        held = held.with_for_update(skip_locked=True)
-        session.execute(
-            sa.update(runs).where(runs.c.id.in_(held.scalar_subquery())).values(heartbeat_at=now)
-        )
+    if run_ids is None:
+        session.execute(renew_all, params)
+    elif run_ids:
+        session.execute(renew_listed, {**params, "b_run_ids": list(run_ids)})
     return _read(row)
 
 
@@ -161,11 +193,34 @@ def deregister(session: Session, worker_id: str) -> None:
     )
 
 
+def running_counts(session: Session, worker_ids: Sequence[str]) -> dict[str, int]:
+    """How many runs each of ``worker_ids`` holds running now, from the runs table.
+
+    What a worker reports in its heartbeat is up to a heartbeat interval old (15 s in
+    production) and stays behind when it goes offline; the runs are the truth."""
+    if not worker_ids:
+        return {}
+    rows = session.execute(
+        sa.select(runs.c.worker_id, sa.func.count())
+        .where(runs.c.worker_id.in_(worker_ids), runs.c.status == RunStatus.running.value)
+        .group_by(runs.c.worker_id)
+    )
+    return {worker_id: int(count) for worker_id, count in rows}
+
+
+def _with_running(session: Session, items: Sequence[Worker]) -> list[WorkerRead]:
+    counts = running_counts(session, [w.id for w in items])
+    return [
+        WorkerRead.model_validate(w).model_copy(update={"current_task_count": counts.get(w.id, 0)})
+        for w in items
+    ]
+
+
 def get_worker(session: Session, worker_id: str) -> WorkerRead:
     worker = session.get(Worker, worker_id)
     if worker is None:
         raise NotFound(f"worker {worker_id!r} not found")
-    return WorkerRead.model_validate(worker)
+    return _with_running(session, [worker])[0]
 
 
 def list_workers(
@@ -180,9 +235,7 @@ def list_workers(
     if status is not None:
         query = query.where(Worker.status == status)
     items, total = fetch_page(session, query, col(Worker.id), page, size)
-    return Page[WorkerRead](
-        items=[WorkerRead.model_validate(w) for w in items], total=total, page=page, size=size
-    )
+    return Page[WorkerRead](items=_with_running(session, items), total=total, page=page, size=size)
 
 
 def drain_worker(session: Session, worker_id: str, *, actor: str | None = None) -> WorkerRead:

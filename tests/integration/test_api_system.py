@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from schedd.api.app import create_app
 from schedd.db import Database, create_database
-from schedd.models import RunStatus, TaskRun
+from schedd.models import RunStatus, SystemLog, TaskRun
 from schedd.schemas import TaskCreate
 from schedd.services import lifecycle, tasks, workers
 from schedd.services.systemlog import SystemLogWriter
@@ -123,6 +123,27 @@ def test_system_events_are_stored_and_filtered(api: ApiEnv, writer: SystemLogWri
     assert len(_logs(api, f"end_time={later}")) == 2
     bad = api.client.get("/api/system/logs?level=loud", headers=api.admin)
     assert bad.status_code == 422 and bad.json()["field"] == "level"
+
+
+def test_system_events_are_listed_by_time_not_by_when_they_were_stored(
+    api: ApiEnv, writer: SystemLogWriter
+) -> None:
+    """Processes store their events in batches: a later event may get a lower id."""
+    now = datetime.now(UTC)
+    rows = [
+        {"time": now, "message": "stored first, happened last"},
+        {"time": now - timedelta(seconds=5), "message": "stored last, happened first"},
+    ]
+    with api.db.session() as session:
+        for row in rows:
+            session.execute(
+                sa.insert(SystemLog.__table__),  # type: ignore[attr-defined]
+                {**row, "level": "info", "levelno": 20, "component": "x", "refs": {}},
+            )
+    assert [e["message"] for e in _logs(api, "level=info")] == [
+        "stored first, happened last",
+        "stored last, happened first",
+    ]
 
 
 def test_audit_log_lists_mutations_newest_first_with_filters(api: ApiEnv) -> None:

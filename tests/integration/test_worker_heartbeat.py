@@ -161,5 +161,21 @@ def test_deregister_leaves_running_runs_to_the_reaper(db: Database) -> None:
     set_run(db, run_id, status=RunStatus.running.value, worker_id="w1")
     with db.session() as session:
         workers.deregister(session, "w1")
-        assert workers.get_worker(session, "w1").current_task_count == 0
+        # Shown as still holding it: the count comes from the runs, not the last report.
+        assert workers.get_worker(session, "w1").current_task_count == 1
     assert get_run(db, run_id).status == RunStatus.running
+
+
+def test_the_run_count_shown_is_the_runs_held_now_not_the_last_report(db: Database) -> None:
+    register(db)
+    register(db, "w2")
+    task = make_task(db, "true")
+    for worker_id in ("w1", "w1", "w2"):
+        set_run(db, add_run(db, task), status=RunStatus.running.value, worker_id=worker_id)
+    set_run(db, add_run(db, task), status=RunStatus.completed.value, worker_id="w2")
+    with db.session() as session:
+        workers.heartbeat(session, "w1", HeartbeatIn(current_task_count=7))
+        listed = {w.id: w.current_task_count for w in workers.list_workers(session).items}
+        shown = workers.get_worker(session, "w1").current_task_count
+    assert listed == {"w1": 2, "w2": 1}
+    assert shown == 2

@@ -58,6 +58,16 @@ def test_json_lines_have_stable_keys_and_extras(stream: io.StringIO) -> None:
     assert second["level"] == "error" and "ValueError: boom" in second["exc"]
 
 
+def test_json_lines_leave_out_uvicorns_coloured_copy(stream: io.StringIO) -> None:
+    logs.setup("info", "json", stream)
+    logging.getLogger("schedd.api").info(
+        "Uvicorn running", extra={"color_message": "\x1b[1mUvicorn\x1b[0m running"}
+    )
+    line = stream.getvalue()
+    assert "\\u001b" not in line and "\x1b" not in line
+    assert set(json.loads(line)) == JSON_KEYS
+
+
 def test_text_lines_are_readable(stream: io.StringIO) -> None:
     logs.setup("info", "text", stream)
     logging.getLogger("schedd.daemon").info("schedd is running")
