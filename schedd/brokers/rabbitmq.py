@@ -9,12 +9,18 @@ Contract, beyond :mod:`schedd.brokers.base`:
   message. When the connection is down it reconnects with backoff for at most
   ``publish_deadline`` seconds, then raises ``Unavailable`` (the outbox sweeper
   republishes later; a duplicate is harmless since workers claim in the database).
+  It raises at once when the next attempt the backoff allows falls after the deadline.
 - ``consume`` subscribes once per thread with ``basic_qos`` prefetch equal to the largest
   ``max_count`` that thread asked for, and pumps pika's I/O in short slices until it has
   deliveries, ``wake()`` is called, or ``timeout`` passed. It never raises for a broker
   outage: it waits (bounded by ``timeout``) and returns ``[]``, so a worker's claim loop
   simply tries again. Deliveries beyond ``max_count`` stay buffered (unacked, held by
   this consumer) and come back on the thread's next call.
+- Reconnection attempts of all the instance's threads (consume, publish, health) share
+  one exponential backoff with jitter (:mod:`schedd.brokers.backoff`: 0.2 s doubling
+  to 5 s), reset by the first success. A connection that breaks is reopened once at
+  once; only a failed attempt starts an outage, logged once at WARNING ("RabbitMQ
+  unreachable, retrying with backoff"), then at DEBUG, and its end once at INFO.
 - pika's ``BlockingConnection`` is not thread-safe, so each thread has its own
   connection and channel. A delivery must be acked or rejected **on the thread that
   consumed it** (the worker's claim loop does both); doing it elsewhere raises
@@ -22,7 +28,8 @@ Contract, beyond :mod:`schedd.brokers.base`:
   already requeued the message, and its next consumer finds the run claimed and acks.
 - Tasks never run on pika's I/O path: callbacks only buffer deliveries. While all of
   a worker's slots are busy its claim loop calls ``keepalive`` about once a second,
-  which answers heartbeats, so long runs do not cost the connection.
+  which answers heartbeats, so long runs do not cost the connection. ``keepalive``
+  never reconnects: a lost connection is reopened by the next ``consume``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any
 import pika
 from pika.exceptions import AMQPError
 
+from schedd.brokers.backoff import Reconnect
 from schedd.brokers.base import Broker, Delivery, Message
 from schedd.config import Settings
 from schedd.db import Database
@@ -49,7 +57,6 @@ HEARTBEAT = 30  # seconds; pika answers heartbeats whenever consume pumps I/O
 BLOCKED_CONNECTION_TIMEOUT = 30.0  # give up on a connection blocked by a resource alarm
 SOCKET_TIMEOUT = 5.0
 PUBLISH_DEADLINE = 10.0  # longest publish spends reconnecting before raising Unavailable
-BACKOFF = (0.1, 2.0)  # first and longest pause between reconnection attempts
 SLICE = 0.05  # consume pumps I/O this long at a time, then looks at the wake event
 
 
@@ -92,6 +99,7 @@ class RabbitMQBroker(Broker):
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._sessions: list[_Session] = []  # every thread's, for close()
+        self._reconnect = Reconnect("RabbitMQ", log)  # shared by the threads
 
     # --- connection handling ------------------------------------------------------
 
@@ -105,6 +113,26 @@ class RabbitMQBroker(Broker):
         params.socket_timeout = SOCKET_TIMEOUT
         params.connection_attempts = 1
         return params
+
+    def _current(self) -> _Session | None:
+        """This thread's session if it is still open (else forget it), or None."""
+        current: _Session | None = getattr(self._local, "session", None)
+        if current is None:
+            return None
+        if current.connection.is_open and current.channel.is_open:
+            return current
+        self._drop()
+        self._reconnect.lost("closed while idle")  # pika saw it close without raising
+        return None
+
+    def _failed(self, exc: BaseException, *, fresh: bool) -> None:
+        """Drop this thread's session after ``exc``: a failed attempt when the session
+        was opened for this attempt (``fresh``), else a lost connection."""
+        self._drop()
+        if fresh:
+            self._reconnect.failed(first_line(exc))
+        else:
+            self._reconnect.lost(first_line(exc))
 
     def _session(self) -> _Session:
         """This thread's open session, connecting when there is none (may raise AMQPError)."""
@@ -149,9 +177,16 @@ class RabbitMQBroker(Broker):
         if not messages:
             return
         deadline = time.monotonic() + self.publish_deadline
-        pause = BACKOFF[0]
         remaining = list(messages)
         while True:
+            fresh = self._current() is None
+            if fresh:
+                pause = self._reconnect.wait_time()
+                if time.monotonic() + pause > deadline:
+                    raise Unavailable(f"RabbitMQ: cannot publish: {self._reconnect.reason}")
+                if pause > 0:
+                    time.sleep(pause)
+                    continue  # another thread may have succeeded (or failed) meanwhile
             try:
                 session = self._session()
                 while remaining:
@@ -167,23 +202,32 @@ class RabbitMQBroker(Broker):
                         mandatory=True,
                     )
                     remaining.pop(0)  # confirmed
+                self._reconnect.succeeded()
                 return
             except (AMQPError, OSError) as exc:
-                self._drop()
-                if time.monotonic() + pause > deadline:
-                    raise Unavailable(f"RabbitMQ: cannot publish: {first_line(exc)}") from exc
-                log.warning("RabbitMQ publish failed, reconnecting: %s", first_line(exc))
-                time.sleep(pause)
-                pause = min(BACKOFF[1], pause * 2)
+                self._failed(exc, fresh=fresh)
 
     def consume(self, task_types: Sequence[str], max_count: int, timeout: float) -> list[Delivery]:
         """Up to ``max_count`` deliveries within ``timeout``; ``[]`` on an outage."""
         deadline = time.monotonic() + max(0.0, timeout)
-        pause = BACKOFF[0]
         try:
             while True:
+                fresh = self._current() is None
+                if fresh:
+                    pause = self._reconnect.wait_time()
+                    if pause > 0:
+                        # Not yet: wait (for the attempt, a wake, or the timeout).
+                        left = deadline - time.monotonic()
+                        if left <= pause:
+                            self._wake.wait(max(0.0, left))
+                            return []
+                        if self._wake.wait(pause):
+                            return []
+                        continue
                 try:
                     session = self._subscribe(task_types, max(1, max_count))
+                    if fresh:
+                        self._reconnect.succeeded()
                     while not session.buffer:
                         left = deadline - time.monotonic()
                         if left <= 0 or self._wake.is_set():
@@ -193,12 +237,9 @@ class RabbitMQBroker(Broker):
                     del session.buffer[:max_count]
                     return taken
                 except (AMQPError, OSError) as exc:
-                    self._drop()
-                    log.warning("RabbitMQ consume failed, reconnecting: %s", first_line(exc))
-                    left = deadline - time.monotonic()
-                    if left <= 0 or self._wake.wait(min(pause, left)):
+                    self._failed(exc, fresh=fresh)
+                    if deadline <= time.monotonic() or self._wake.is_set():
                         return []
-                    pause = min(BACKOFF[1], pause * 2)
         finally:
             self._wake.clear()
 
@@ -263,13 +304,19 @@ class RabbitMQBroker(Broker):
         try:
             current.connection.process_data_events(time_limit=0)
         except (AMQPError, OSError) as exc:
-            self._drop()
-            log.warning("RabbitMQ connection lost while busy: %s", first_line(exc))
+            self._failed(exc, fresh=False)  # the next consume reconnects (with backoff)
 
     def wake(self) -> None:
         self._wake.set()
 
     def health(self) -> None:
+        """One probe connection; during an outage, none before the backoff allows."""
+        pause = self._reconnect.wait_time()
+        if pause > 0:
+            raise Unavailable(
+                f"RabbitMQ unreachable ({self._reconnect.failures} failed attempt(s), "
+                f"next in {pause:.1f} s): {self._reconnect.reason}"
+            )
         try:
             connection = pika.BlockingConnection(self._parameters())
             try:
@@ -277,7 +324,9 @@ class RabbitMQBroker(Broker):
             finally:
                 _quietly_close(connection)
         except (AMQPError, OSError) as exc:
+            self._reconnect.failed(first_line(exc))
             raise Unavailable(f"RabbitMQ unreachable: {first_line(exc)}") from exc
+        self._reconnect.succeeded()
 
     def close(self) -> None:
         """Close every thread's connection: call it once the threads using it are done."""

@@ -6,15 +6,22 @@ Contract, beyond :mod:`schedd.brokers.base`:
   ``{run_id: <id>}``; the consumer group ``sched-workers`` is created idempotently
   (``MKSTREAM``), and again when a Redis restart without persistence lost it.
 - ``publish`` XADDs in one pipeline with ``MAXLEN ~ maxlen`` trimming and returns once
-  Redis answered; it raises ``Unavailable`` when Redis cannot be reached (redis-py
-  retries with exponential backoff first). Trimming can drop entries never delivered
-  when a stream outgrows ``maxlen``: the outbox sweeper republishes their runs.
+  Redis answered; when Redis cannot be reached it retries with backoff for at most
+  ``publish_deadline`` seconds, then raises ``Unavailable`` (at once when the next
+  attempt the backoff allows falls after the deadline). Trimming can drop entries never
+  delivered when a stream outgrows ``maxlen``: the outbox sweeper republishes their runs.
 - ``consume`` first takes over entries idle longer than ``claim_idle`` seconds in other
   consumers' pending lists (XAUTOCLAIM: a dead worker's deliveries), then reads new
   entries, higher priority streams first, then blocks in short slices (checking
   ``wake()``) until ``timeout``. It never raises for an outage: it waits and returns
   ``[]``. Entries read beyond ``max_count`` (a blocking read over several streams) stay
   buffered for the same thread's next call.
+- Attempts to reach Redis after a failure (consume, publish, health; all threads of the
+  instance) share one exponential backoff with jitter (:mod:`schedd.brokers.backoff`:
+  0.2 s doubling to 5 s), reset by the first answer. redis-py itself only retries a
+  command once, at once, on a fresh connection (a pooled connection a Redis restart
+  closed). An outage is logged once at WARNING ("Redis unreachable, retrying with
+  backoff"), then at DEBUG, and its end once at INFO.
 - ``ack`` is XACK + XDEL; ``reject(requeue=True)`` re-XADDs the run id then acks.
   The worker acks right after the run is claimed in the database (never after the
   run), so a live consumer holds an entry while it claims it, or, buffered, until it
@@ -36,12 +43,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from schedd.brokers.backoff import Reconnect
 from schedd.brokers.base import Broker, Delivery, Message
 from schedd.config import Settings
 from schedd.db import Database
@@ -55,7 +62,7 @@ MAXLEN = 100_000  # approximate cap per stream
 AUTOCLAIM_EVERY = 1.0  # seconds between XAUTOCLAIM sweeps of one thread
 SLICE = 0.1  # blocking reads last this long, then the wake event is looked at
 SOCKET_TIMEOUT = 5.0
-BACKOFF = (0.1, 2.0)
+PUBLISH_DEADLINE = 2.0  # longest publish spends retrying before raising Unavailable
 
 
 class RedisBroker(Broker):
@@ -70,6 +77,7 @@ class RedisBroker(Broker):
         namespace: str = "sched",
         claim_idle: float | None = None,
         maxlen: int = MAXLEN,
+        publish_deadline: float = PUBLISH_DEADLINE,
     ) -> None:
         self.url = settings.message_queue.url
         self.namespace = namespace
@@ -78,7 +86,9 @@ class RedisBroker(Broker):
             settings.message_queue.claim_idle_seconds if claim_idle is None else claim_idle
         )
         self.maxlen = maxlen
+        self.publish_deadline = publish_deadline
         self.client = self._client(self.url)
+        self._reconnect = Reconnect("Redis", log)  # shared by the threads
         self._groups: set[str] = set()
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -90,8 +100,11 @@ class RedisBroker(Broker):
             url,
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=SOCKET_TIMEOUT,
-            retry=Retry(ExponentialBackoff(cap=BACKOFF[1], base=BACKOFF[0]), retries=3),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            # Once, at once: a pooled connection closed by a Redis restart is replaced
+            # transparently; an outage is the broker's backoff's business (a command
+            # retried with sleeps would keep consume past its timeout).
+            retry=Retry(NoBackoff(), retries=1),
+            retry_on_error=[RedisConnectionError],
             health_check_interval=15,
         )
 
@@ -127,17 +140,31 @@ class RedisBroker(Broker):
         if not messages:
             return
         targets = [self.stream(m.task_type, _rank(m.priority)) for m in messages]
-        try:
-            self._ensure_groups(sorted(set(targets)))
-            pipe = self.client.pipeline(transaction=False)
-            for message, target in zip(messages, targets, strict=True):
-                pipe.xadd(
-                    target, {"run_id": str(message.run_id)}, maxlen=self.maxlen, approximate=True
-                )
-            pipe.execute()
-        except RedisError as exc:
-            self._forget_groups()
-            raise Unavailable(f"Redis: cannot publish: {first_line(exc)}") from exc
+        deadline = time.monotonic() + self.publish_deadline
+        while True:
+            pause = self._reconnect.wait_time()
+            if time.monotonic() + pause > deadline:
+                raise Unavailable(f"Redis: cannot publish: {self._reconnect.reason}")
+            if pause > 0:
+                time.sleep(pause)
+                continue  # another thread may have succeeded (or failed) meanwhile
+            try:
+                self._ensure_groups(sorted(set(targets)))
+                pipe = self.client.pipeline(transaction=False)
+                for message, target in zip(messages, targets, strict=True):
+                    pipe.xadd(
+                        target,
+                        {"run_id": str(message.run_id)},
+                        maxlen=self.maxlen,
+                        approximate=True,
+                    )
+                pipe.execute()
+            except RedisError as exc:
+                self._forget_groups()
+                self._reconnect.failed(first_line(exc))
+                continue
+            self._reconnect.succeeded()
+            return
 
     def consume(self, task_types: Sequence[str], max_count: int, timeout: float) -> list[Delivery]:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -146,6 +173,16 @@ class RedisBroker(Broker):
         streams = self._streams(task_types)
         try:
             while len(buffer) < max_count:
+                pause = self._reconnect.wait_time()
+                if pause > 0:
+                    # Not yet: wait (for the attempt, a wake, or the timeout).
+                    left = deadline - time.monotonic()
+                    if left <= pause:
+                        self._wake.wait(max(0.0, left))
+                        break
+                    if self._wake.wait(pause):
+                        break
+                    continue
                 try:
                     self._ensure_groups(streams)
                     self._autoclaim(streams, max_count - len(buffer), buffer)
@@ -153,6 +190,8 @@ class RedisBroker(Broker):
                         if len(buffer) >= max_count:
                             break
                         self._read({name: ">"}, max_count - len(buffer), None, buffer)
+                    if streams:
+                        self._reconnect.succeeded()  # Redis answered
                     if buffer:
                         break
                     left = deadline - time.monotonic()
@@ -164,10 +203,13 @@ class RedisBroker(Broker):
                 except RedisError as exc:
                     if "NOGROUP" in str(exc):
                         self._forget_groups()  # Redis lost its data (a restart)
-                    else:
-                        log.warning("Redis consume failed, retrying: %s", first_line(exc))
-                    left = deadline - time.monotonic()
-                    if left <= 0 or self._wake.wait(min(BACKOFF[0], left)):
+                        self._reconnect.succeeded()  # and answered
+                        left = deadline - time.monotonic()
+                        if left <= 0 or self._wake.wait(min(SLICE, left)):
+                            break
+                        continue
+                    self._reconnect.failed(first_line(exc))
+                    if deadline <= time.monotonic() or self._wake.is_set():
                         break
             taken = buffer[:max_count]
             del buffer[:max_count]
@@ -247,15 +289,28 @@ class RedisBroker(Broker):
         self._wake.set()
 
     def health(self) -> None:
+        """One PING on a probe connection; during an outage, none before the backoff
+        allows."""
+        pause = self._reconnect.wait_time()
+        if pause > 0:
+            raise Unavailable(
+                f"Redis unreachable ({self._reconnect.failures} failed attempt(s), "
+                f"next in {pause:.1f} s): {self._reconnect.reason}"
+            )
         probe = redis.Redis.from_url(
-            self.url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+            self.url,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), retries=0),
         )
         try:
             probe.ping()
         except RedisError as exc:
+            self._reconnect.failed(first_line(exc))
             raise Unavailable(f"Redis unreachable: {first_line(exc)}") from exc
         finally:
             probe.close()
+        self._reconnect.succeeded()
 
     def close(self) -> None:
         """Drop the connections; unacked deliveries are auto-claimed after ``claim_idle``."""

@@ -52,7 +52,7 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fact
     pg_url = request.getfixturevalue("pg_url") if kind == "database" else "sqlite://"
 
     def build(*, bad_url: bool = False, **options: float) -> Broker:
-        """Options a kind does not take (claim_idle, publish_deadline) are ignored."""
+        """Options a kind does not take (claim_idle for RabbitMQ) are ignored."""
         env = {"DATABASE_URL": BAD_URLS["database"] if bad_url else pg_url}
         env["HOME"] = str(tmp_path)
         if kind != "database":
@@ -69,7 +69,10 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fact
             broker = RabbitMQBroker(settings, namespace=namespace, publish_deadline=deadline)
         else:
             idle = options.get("claim_idle", 30.0)
-            broker = RedisBroker(settings, namespace=namespace, claim_idle=idle)
+            deadline = options.get("publish_deadline", 2.0)
+            broker = RedisBroker(
+                settings, namespace=namespace, claim_idle=idle, publish_deadline=deadline
+            )
         made.append(broker)
         return broker
 
