@@ -88,7 +88,11 @@ def setup(level_spec: str, fmt: str, stream: TextIO | None = None) -> None:
     root.setLevel(root_level)
     for name, level in per_logger.items():
         logging.getLogger(name).setLevel(level)
-    # Third-party chatter stays at warning unless asked for by name.
+    # Third-party chatter stays at warning unless asked for by name. pika logs each
+    # failed connection attempt as several errors; the broker says it once (first
+    # failure, then recovery), so pika is quiet below critical unless asked for.
+    quiet = {"pika": logging.CRITICAL}
     for noisy in ("pika", "alembic", "uvicorn.access", "httpx", "httpcore"):
         if noisy not in per_logger:
-            logging.getLogger(noisy).setLevel(max(root_level, logging.WARNING))
+            floor = quiet.get(noisy, logging.WARNING)
+            logging.getLogger(noisy).setLevel(max(root_level, floor))

@@ -68,6 +68,15 @@ def test_json_lines_leave_out_uvicorns_coloured_copy(stream: io.StringIO) -> Non
     assert set(json.loads(line)) == JSON_KEYS
 
 
+def test_pika_connection_errors_stay_quiet_unless_asked_for(stream: io.StringIO) -> None:
+    logs.setup("info", "text", stream)
+    logging.getLogger("pika.adapters.utils.connection_workflow").error("refused")
+    assert stream.getvalue() == ""
+    logs.setup("info,pika=error", "text", stream)
+    logging.getLogger("pika.adapters.utils.connection_workflow").error("refused")
+    assert "refused" in stream.getvalue()
+
+
 def test_text_lines_are_readable(stream: io.StringIO) -> None:
     logs.setup("info", "text", stream)
     logging.getLogger("schedd.daemon").info("schedd is running")
