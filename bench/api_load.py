@@ -200,6 +200,10 @@ def api_daemon(database_url: str, home: Path) -> Iterator[tuple[int, str, psutil
     """`schedd run --role api` on ``database_url``; yields (port, admin key, process)."""
     port = _free_port()
     data_dir = home / "data"
+    # An empty config file of its own: a schedd.toml in /etc/schedd or ~/.config on this
+    # host must not change what is measured (a daemon without --config reads them).
+    config = home / "schedd.toml"
+    config.write_text("")
     env = {
         k: v
         for k, v in os.environ.items()
@@ -211,6 +215,7 @@ def api_daemon(database_url: str, home: Path) -> Iterator[tuple[int, str, psutil
         API_PORT=str(port),
         DATABASE_URL=database_url,
         SCHEDD_DAEMON__DATA_DIR=str(data_dir),
+        SCHEDD_CONFIG=str(config),
         SCHEDD_LOG="warning",
         JWT_SECRET="bench-" + "j" * 40,
     )

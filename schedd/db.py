@@ -3,12 +3,14 @@
 SQLite (the embedded default) runs in WAL mode with a busy timeout, and every
 transaction starts with ``BEGIN IMMEDIATE`` so two processes queue for the write lock
 instead of failing with "database is locked" half-way through a transaction.
-PostgreSQL goes through psycopg 3 with a pool sized by ``database.max_connections``.
+PostgreSQL goes through psycopg 3 with a pool sized by ``database.max_connections``,
+whose connections are pinged before use only after they sat idle.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -105,11 +107,48 @@ def create_database(
             pool_size=max_connections,
             max_overflow=0,
             pool_timeout=connection_timeout,
-            pool_pre_ping=True,
             connect_args={"connect_timeout": max(1, int(connection_timeout))},
         )
+        _ping_idle_connections(engine)
         return Database(engine)
     raise Unavailable(f"unsupported database backend {sa_url.get_backend_name()!r}")
+
+
+# A pooled connection unused for this long is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 1.0
+_IDLE_SINCE = "sched_idle_since"
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled PostgreSQL connection before use, if it has been idle.
+
+    ``pool_pre_ping`` pings at every checkout: a round trip (and two autocommit
+    toggles) before every transaction, one round trip in five of an API read. A
+    connection that has been idle (a quiet API, a database restarted or a firewall that
+    drops idle connections meanwhile) is pinged; one back in the pool for less than
+    PING_AFTER_IDLE_SECONDS is not: it answered a moment ago. A dead one is replaced
+    by a new connection before the caller sees it. A connection that breaks during a
+    transaction fails that transaction as before (503 from the API); SQLAlchemy then
+    invalidates the connections pooled before it, so the next checkouts reconnect.
+    """
+    dialect = engine.dialect
+
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return  # a new connection, or one in use a moment ago
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_conn, None):
+                # The pool replaces the connection and checks out again.
+                raise sa.exc.DisconnectionError(first_line(exc)) from exc
+            raise
 
 
 def _create_private(path: Path) -> None:

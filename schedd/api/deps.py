@@ -7,15 +7,17 @@ neither and is not on its short list of open routes.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from sqlmodel import Session
@@ -30,6 +32,7 @@ from schedd.services.auth import Principal
 from schedd.types import utcnow
 
 log = logging.getLogger("schedd.api")
+T = TypeVar("T")
 
 
 @dataclass
@@ -58,6 +61,7 @@ async def get_state(request: Request) -> ApiState:
 
 State = Annotated[ApiState, Depends(get_state)]
 _AFTER_COMMIT = "sched_after_commit"
+_COMMITTED = "sched_committed"
 
 
 async def get_session(state: State) -> AsyncIterator[Session]:
@@ -71,14 +75,17 @@ async def get_session(state: State) -> AsyncIterator[Session]:
     """
     async with state.db_slots:
         # Like Database.session(), spread over the request: the session connects on
-        # first use, in the route's thread; commit and rollback run in a worker thread.
+        # first use, in the route's thread; commit and rollback run in a worker thread,
+        # the route's own when it is a Router route (one hop for the route and its
+        # commit, see ``in_worker_thread``).
         session = Session(state.db.engine, expire_on_commit=False)
         try:
             yield session
         except BaseException:
             await run_in_threadpool(_end, session, commit=False)
             raise
-        await run_in_threadpool(_end, session, commit=True)
+        if not session.info.pop(_COMMITTED, False):
+            await run_in_threadpool(_end, session, commit=True)
     for hook in session.info.pop(_AFTER_COMMIT, []):
         await run_in_threadpool(_run_hook, hook)
 
@@ -91,6 +98,42 @@ def _end(session: Session, *, commit: bool) -> None:
             session.rollback()
     finally:
         session.close()
+
+
+def _call_and_commit(route: Callable[..., T], arguments: dict[str, Any]) -> T:
+    result = route(**arguments)
+    for value in arguments.values():
+        if isinstance(value, Session):  # the request's session (DbSession)
+            _end(value, commit=True)
+            value.info[_COMMITTED] = True
+    return result
+
+
+def in_worker_thread(route: Callable[..., Any]) -> Callable[..., Any]:
+    """A sync route as a coroutine that runs the route and then the commit of its
+    session in one worker thread. FastAPI would hop to a thread for the route, again
+    to validate its return value and again (:func:`get_session`) to commit: each hop
+    costs about as much CPU as a primary-key query. A route that raises commits
+    nothing (get_session rolls back); the after-commit hooks still run after the
+    database slot is released. The return value is validated (on the event loop, a
+    type check for the models the routes return) after the commit instead of before.
+    Coroutines, and anything that is not a plain function, are returned as they are."""
+    if not inspect.isfunction(route) or inspect.iscoroutinefunction(route):
+        return route
+
+    # FastAPI reads the parameters, the return type and the docs through __wrapped__.
+    @functools.wraps(route)
+    async def endpoint(**arguments: Any) -> Any:
+        return await run_in_threadpool(_call_and_commit, route, arguments)
+
+    return endpoint
+
+
+class Router(APIRouter):
+    """The API's routers: every sync route runs through :func:`in_worker_thread`."""
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        super().add_api_route(path, in_worker_thread(endpoint), **options)
 
 
 def _run_hook(hook: Callable[[], object]) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 
-from schedd.api.deps import Authenticated, DbSession, State, SystemReader, SystemWriter
+from schedd.api.deps import Authenticated, DbSession, Router, State, SystemReader, SystemWriter
 from schedd.api.errors import ERROR_RESPONSES
 from schedd.api.params import KeyId, PageNo, PageSize
 from schedd.schemas import (
@@ -20,7 +20,7 @@ from schedd.schemas import (
 )
 from schedd.services import auth
 
-router = APIRouter(tags=["auth"], responses=ERROR_RESPONSES)
+router = Router(tags=["auth"], responses=ERROR_RESPONSES)
 
 
 @router.post("/api/apikeys", status_code=201, name="apikey.create")

@@ -6,16 +6,16 @@ from datetime import datetime
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from schedd.api.deps import DbSession, State, TaskExecutor, TaskReader, after_commit
+from schedd.api.deps import DbSession, Router, State, TaskExecutor, TaskReader, after_commit
 from schedd.api.errors import ERROR_RESPONSES
 from schedd.api.params import PageNo, PageSize, RunId
 from schedd.models import RunStatus
 from schedd.schemas import OutputRead, Page, RunRead
 from schedd.services import output, runs
 
-router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
+router = Router(tags=["runs"], responses=ERROR_RESPONSES)
 
 MAX_OFFSET = 2**53
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from schedd.api.deps import DbSession, State, SystemReader, metrics_guard
+from schedd.api.deps import DbSession, Router, State, SystemReader, metrics_guard
 from schedd.api.errors import ERROR_RESPONSES
 from schedd.api.health import check_health
 from schedd.api.params import PageNo, PageSize
@@ -18,7 +18,7 @@ from schedd.metrics import exposition
 from schedd.schemas import AuditRead, HealthRead, Page, StatsRead, SystemLogRead
 from schedd.services import system
 
-router = APIRouter(tags=["system"], responses=ERROR_RESPONSES)
+router = Router(tags=["system"], responses=ERROR_RESPONSES)
 
 
 @router.get(

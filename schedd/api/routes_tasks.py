@@ -8,10 +8,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import Body, Path, Query, Response
 
 from schedd.api.deps import (
     DbSession,
+    Router,
     State,
     TaskDeleter,
     TaskExecutor,
@@ -33,7 +34,7 @@ from schedd.schemas import (
 )
 from schedd.services import lifecycle, runs, tasks
 
-router = APIRouter(tags=["tasks"], responses=ERROR_RESPONSES)
+router = Router(tags=["tasks"], responses=ERROR_RESPONSES)
 
 Ref = Annotated[str, Path(description="Task id or name.", min_length=1, max_length=200)]
 

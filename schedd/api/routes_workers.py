@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response
+from fastapi import Body, Response
 
-from schedd.api.deps import DbSession, WorkerReader, WorkerWriter
+from schedd.api.deps import DbSession, Router, WorkerReader, WorkerWriter
 from schedd.api.errors import ERROR_RESPONSES
 from schedd.api.params import PageNo, PageSize, WorkerId
 from schedd.metrics import HEARTBEATS
@@ -19,7 +19,7 @@ from schedd.models import WorkerStatus
 from schedd.schemas import HeartbeatIn, Page, WorkerRead
 from schedd.services import workers
 
-router = APIRouter(tags=["workers"], responses=ERROR_RESPONSES)
+router = Router(tags=["workers"], responses=ERROR_RESPONSES)
 
 
 @router.get("/api/workers", name="worker.list")

@@ -70,8 +70,33 @@ def read(session: Session, task: Task) -> TaskRead:
     return TaskRead.of(task, dependencies_of(session, [task.id])[task.id])
 
 
+_tasks = Task.__table__  # type: ignore[attr-defined]
+_task_deps = TaskDependency.__table__  # type: ignore[attr-defined]
+# What GET /api/tasks/{ref} shows, in one Core query on the primary key (or the unique
+# name): the task's columns (its column "metadata" is the field "metadata") and one row
+# per dependency, by a left join. No ORM objects on this hot read.
+_SHOWN = [column for column in _tasks.c if column.name in TaskRead.model_fields]
+_WITH_DEPS = (
+    sa.select(*_SHOWN, _task_deps.c.depends_on_id)
+    .select_from(_tasks.outerjoin(_task_deps, _task_deps.c.task_id == _tasks.c.id))
+    .order_by(_task_deps.c.depends_on_id)
+)
+_BY_ID = _WITH_DEPS.where(_tasks.c.id == sa.bindparam("ref"))
+_BY_NAME = _WITH_DEPS.where(_tasks.c.name == sa.bindparam("ref"))
+
+
 def get_task(session: Session, ref: str | int) -> TaskRead:
-    return read(session, resolve(session, ref))
+    """A task by id or name (as :func:`resolve` finds it); NotFound otherwise."""
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        rows = session.execute(_BY_ID, {"ref": int(ref)}).all()
+    else:
+        rows = session.execute(_BY_NAME, {"ref": ref}).all()
+    if not rows:
+        raise NotFound(f"task {ref!r} not found")
+    values = dict(rows[0]._mapping)
+    del values["depends_on_id"]
+    values["dependencies"] = [r.depends_on_id for r in rows if r.depends_on_id is not None]
+    return TaskRead.model_validate(values)
 
 
 def list_tasks(

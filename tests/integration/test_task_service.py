@@ -68,6 +68,30 @@ def test_get_by_id_and_by_name(db: Database) -> None:
             tasks.get_task(s, "nope")
 
 
+def test_get_shows_what_the_task_row_and_its_dependencies_hold(db: Database) -> None:
+    """get_task reads columns with one Core query; it shows what the ORM read shows."""
+    first = create(db, name="first")
+    second = create(db, name="second")
+    task_id = create(
+        db,
+        name="third",
+        schedule="0 0 * * * *",
+        arguments=["-v", "x"],
+        tags=["nightly", "db"],
+        metadata={"owner": "ops", "n": 2},
+        dependencies=[second, first],
+    )
+    with db.session() as s:
+        shown = tasks.get_task(s, task_id)
+        assert shown == tasks.read(s, tasks.resolve(s, task_id))
+        assert tasks.get_task(s, "third") == shown
+        assert tasks.get_task(s, first) == tasks.read(s, tasks.resolve(s, first))
+    assert shown.dependencies == sorted([first, second])
+    assert shown.metadata == {"owner": "ops", "n": 2}
+    assert shown.tags == ["nightly", "db"]
+    assert shown.next_run_at is not None and shown.next_run_at.tzinfo is not None
+
+
 def test_duplicate_name_is_a_conflict_and_stores_nothing(db: Database) -> None:
     create(db)
     with pytest.raises(Conflict, match="already exists"), db.session() as s:
