@@ -1,0 +1,396 @@
+"""The sections of the configuration: one pydantic model per TOML table.
+
+Each model checks its own values (types, ranges, URL schemes, time zones, level
+directives); :mod:`schedd.config` puts them together in ``Settings`` and loads them.
+``etc/schedd.toml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from schedd import configfile
+from schedd.configfile import (
+    SettingError,
+    default_data_dir,
+    expand_path,
+)
+from schedd.logs import parse_directives
+
+ExecutorType = Literal["shell", "python", "http"]
+Role = Literal["api", "scheduler", "worker"]
+EXECUTOR_TYPES: tuple[ExecutorType, ...] = ("shell", "python", "http")
+ROLES: tuple[Role, ...] = ("api", "scheduler", "worker")
+
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg", "postgres")
+BROKER_SCHEMES = {"rabbitmq": ("amqp", "amqps"), "redis": ("redis", "rediss", "unix")}
+
+# The seed's variables, in the order they are applied (a later one wins). RABBITMQ_URL
+# and REDIS_URL are applied separately: each only when it names the chosen broker.
+SEED_VARIABLES: dict[str, str] = {
+    "DATABASE_URL": "database.url",
+    "DATABASE_MAX_CONNECTIONS": "database.max_connections",
+    "API_HOST": "api.host",
+    "API_PORT": "api.port",
+    "JWT_SECRET": "auth.jwt_secret",
+    "LOG_FORMAT": "observability.log_format",
+    "LOG_LEVEL": "observability.log_level",
+    "SCHEDD_LOG": "observability.log_level",
+}
+BROKER_VARIABLES = {"rabbitmq": "RABBITMQ_URL", "redis": "REDIS_URL"}
+
+MIN_JWT_SECRET_BYTES = 32
+
+
+def env_of(info: ValidationInfo) -> Mapping[str, str]:
+    context = info.context
+    if isinstance(context, dict) and "env" in context:
+        env: Mapping[str, str] = context["env"]
+        return env
+    return os.environ
+
+
+def _scheme(url: str) -> str:
+    """The URL's scheme, lower case; ValueError when ``url`` is not a URL."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ValueError(f"not a URL: {configfile.show(url)}")
+    return scheme.lower()
+
+
+def seconds_text(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(items))
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# Choices are matched case-insensitively; repeated list items are dropped.
+Lowered = BeforeValidator(_lower)
+Unique = AfterValidator(_unique)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1; in a config file that is a mistake, not a number.
+        if isinstance(value, bool) and info.field_name:
+            types = set(configfile.type_parts(cls.model_fields[info.field_name].annotation))
+            if bool not in types and types & {int, float}:
+                kind = "an integer" if int in types else "a number"
+                raise ValueError(f"expected {kind}, got {configfile.show(value)}")
+        return value
+
+
+def default_database_url(data_dir: str | Path) -> str:
+    """The embedded database: ``sqlite:///<data_dir>/sched.db``."""
+    return f"sqlite:///{Path(data_dir) / 'sched.db'}"
+
+
+class DatabaseSettings(Section):
+    url: str
+    max_connections: int = Field(10, ge=1, le=1000)
+    connection_timeout: float = Field(30.0, gt=0, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _supported_scheme(cls, url: str) -> str:
+        scheme = _scheme(url)
+        if scheme not in DATABASE_SCHEMES:
+            raise ValueError(f"unsupported scheme '{scheme}' (expected sqlite or postgresql)")
+        # Imported here: schedctl loads settings without otherwise needing SQLAlchemy.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):
+            # SQLAlchemy's message may quote the URL, password included.
+            raise ValueError(
+                f"cannot parse {configfile.show(url)} (check the port and percent-encoding)"
+            ) from None
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return _scheme(self.url).startswith("sqlite")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """``url`` with ``postgres://`` and ``postgresql://`` pinned to psycopg 3."""
+        scheme, _, rest = self.url.partition("://")
+        if scheme.lower() in ("postgres", "postgresql"):
+            return f"postgresql+psycopg://{rest}"
+        return self.url
+
+
+class MessageQueueSettings(Section):
+    type: Annotated[Literal["database", "rabbitmq", "redis"], Lowered] = "database"
+    url: str = ""
+    claim_idle_seconds: float = Field(30.0, ge=1, le=86_400)
+
+    @model_validator(mode="after")
+    def _url_fits_type(self) -> Self:
+        # With the database broker the URL is ignored, so switching type back to
+        # "database" (for instance by SCHEDD_MESSAGE_QUEUE__TYPE) needs no other edit.
+        # A missing URL is the roles' requirement, not the value's: schedd.preflight
+        # refuses it before a start (and `schedd migrate` or schedctl need no broker).
+        if self.type == "database" or not self.url:
+            return self
+        allowed = BROKER_SCHEMES[self.type]
+        try:
+            scheme = _scheme(self.url)
+        except ValueError as exc:
+            raise SettingError(str(exc), "url") from None
+        if scheme not in allowed:
+            raise SettingError(
+                f"unsupported scheme '{scheme}' for type '{self.type}'"
+                f" (expected {', '.join(allowed[:-1])} or {allowed[-1]})",
+                "url",
+                "type",
+            )
+        return self
+
+
+class ApiSettings(Section):
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8080, ge=1, le=65535)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin == "*":
+                continue
+            parts = urlsplit(origin)
+            # Browsers send the origin without a path, and the match is exact, so
+            # "http://host/" would never match: refuse it instead of ignoring it.
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path
+                or (parts.query or parts.fragment)
+            ):
+                raise ValueError(
+                    f"not an origin: {origin!r} (expected '*' or scheme://host[:port],"
+                    " e.g. 'http://localhost:3000')"
+                )
+        return origins
+
+
+class SchedulerSettings(Section):
+    max_workers: int = Field(50, ge=1, le=100_000)
+    scheduling_interval: float = Field(5.0, ge=0.05, le=3600)
+    task_timeout: int = Field(3600, ge=1, le=604_800)
+    misfire_grace_seconds: float = Field(60.0, ge=0, le=604_800)
+    max_catchup: int = Field(100, ge=1, le=100_000)
+    heartbeat_timeout: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    batch_size: int = Field(500, ge=1, le=100_000)
+    redispatch_after: float = Field(30.0, gt=0, le=86_400)
+    retry_delay_max: float = Field(3600.0, ge=0, le=604_800)
+    default_timezone: str = "UTC"
+    reap_interval: float = Field(5.0, ge=0.05, le=3600)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r} (expected an IANA name like 'Europe/Berlin')"
+            ) from None
+        return name
+
+
+class WorkerSettings(Section):
+    id: str | None = None
+    heartbeat_interval: float = Field(30.0, ge=0.05, le=3600)
+    max_concurrent_tasks: int = Field(5, ge=1, le=10_000)
+    executor_types: Annotated[list[ExecutorType], Unique] = Field(
+        default_factory=lambda: list(EXECUTOR_TYPES), min_length=1
+    )
+    task_types: list[str] | None = None
+    python_interpreter: str = Field(
+        default_factory=lambda: sys.executable or "python3", min_length=1
+    )
+    working_directory: str | None = None
+    max_output_bytes: int = Field(1_048_576, ge=1, le=1 << 30)
+    kill_grace_seconds: float = Field(5.0, ge=0, le=3600)
+    drain_grace_seconds: float = Field(30.0, ge=0, le=86_400)
+    fence_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
+    allow_link_local: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _usable_id(cls, value: str | None) -> str | None:
+        # The id appears in API paths (/api/workers/{id}) and log lines.
+        if value is not None and (not value or any(c.isspace() or c == "/" for c in value)):
+            raise ValueError(f"must be non-empty, without spaces or '/', got {value!r}")
+        return value
+
+    @field_validator("task_types")
+    @classmethod
+    def _task_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must not be empty (leave it out to serve the executor types)")
+        if any(not item.strip() for item in value):
+            raise ValueError("must not contain an empty name")
+        return _unique([item.strip() for item in value])
+
+    @field_validator("working_directory")
+    @classmethod
+    def _expand_directory(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else expand_path(value, env_of(info))
+
+    @model_validator(mode="after")
+    def _fence_outlasts_heartbeat(self) -> Self:
+        if self.fence_seconds is not None and self.fence_seconds <= self.heartbeat_interval:
+            raise SettingError(
+                f"worker.fence_seconds ({seconds_text(self.fence_seconds)}) must be longer than"
+                f" worker.heartbeat_interval ({seconds_text(self.heartbeat_interval)}), or the"
+                " worker stops its runs between two normal heartbeats",
+                "fence_seconds",
+                "heartbeat_interval",
+            )
+        return self
+
+    @property
+    def effective_fence_seconds(self) -> float:
+        """How long the worker goes without a heartbeat before it stops its runs."""
+        if self.fence_seconds is not None:
+            return self.fence_seconds
+        return 2 * self.heartbeat_interval
+
+    @property
+    def effective_task_types(self) -> list[str]:
+        if self.task_types is not None:
+            return list(self.task_types)
+        return list(self.executor_types)
+
+
+class ObservabilitySettings(Section):
+    metrics_enabled: bool = True
+    tracing_enabled: bool = False
+    log_level: str = "info"
+    log_format: Annotated[Literal["text", "json"], Lowered] = "text"
+    metrics_auth: bool = False
+    metrics_listen: str = ""
+    events_level: Annotated[Literal["debug", "info", "warning", "error"], Lowered] = "info"
+
+    @field_validator("log_level")
+    @classmethod
+    def _valid_directives(cls, value: str) -> str:
+        parse_directives(value)  # the parser the log setup uses, so both accept the same
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            cls.listen_address(value)
+        return value
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of this process's own metrics listener; None when it is off."""
+        return self.listen_address(self.metrics_listen) if self.metrics_listen else None
+
+    @staticmethod
+    def listen_address(value: str) -> tuple[str, int]:
+        """(host, port) from "host:port", "[ipv6]:port" or ":port" (every IPv4
+        address); ValueError naming what is wrong."""
+        expected = "expected host:port, [ipv6]:port or :port, e.g. '127.0.0.1:9464'"
+        if "/" in value or not re.fullmatch(r".*:[^:\]]*", value):
+            raise ValueError(f"not an address with a port: {value!r} ({expected})")
+        host, _, port_text = value.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            try:
+                host = str(ipaddress.IPv6Address(host[1:-1]))
+            except ValueError:
+                raise ValueError(f"not an IPv6 address: {host!r} ({expected})") from None
+        elif ":" in host or "[" in host or "]" in host:
+            raise ValueError(f"an IPv6 address goes in brackets: {value!r} ({expected})")
+        elif not host:
+            host = "0.0.0.0"  # ":port": every IPv4 interface
+        elif re.fullmatch(r"[0-9.]+", host):
+            try:
+                host = str(ipaddress.IPv4Address(host))
+            except ValueError:
+                raise ValueError(f"not an IPv4 address: {host!r} ({expected})") from None
+        elif not re.fullmatch(
+            r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*", host
+        ):
+            raise ValueError(f"not a host name: {host!r} ({expected})")
+        if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"port must be 1-65535, got {port_text!r} ({expected})")
+        return host, int(port_text)
+
+
+class AuthSettings(Section):
+    jwt_secret: SecretStr | None = None
+    token_ttl_seconds: int = Field(3600, ge=1, le=31_536_000)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # DESIGN section 8: HS256 secrets of at least 32 bytes. Refused here so a weak
+        # secret stops the start with the file/variable that held it.
+        if value is not None:
+            size = len(value.get_secret_value().encode())
+            if size < MIN_JWT_SECRET_BYTES:
+                raise ValueError(
+                    f"must be at least {MIN_JWT_SECRET_BYTES} bytes, got {size}"
+                    " (generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        return value
+
+
+class RetentionSettings(Section):
+    runs_days: float = Field(30.0, ge=0, le=36_500)
+    system_logs_days: float = Field(14.0, ge=0, le=36_500)
+    audit_days: float = Field(90.0, ge=0, le=36_500)
+
+
+class DaemonSettings(Section):
+    data_dir: str = Field(default_factory=lambda: str(default_data_dir(os.environ)))
+    roles: Annotated[list[Role], Unique] = Field(default_factory=lambda: list(ROLES), min_length=1)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return expand_path(value, env_of(info))
