@@ -175,22 +175,7 @@ def test_a_sigkilled_workers_unacked_deliveries_complete_elsewhere(
         stderr=subprocess.DEVNULL,
     )
     try:
-        with pg_db.session() as session:
-            task = Task(
-                name=f"slow-{task_type}",
-                task_type=task_type,
-                executor="shell",
-                command=f'echo "$SCHED_RUN_ID" >> {log_file}; sleep 60',
-            )
-            session.add(task)
-            session.flush()
-            assert task.id is not None
-            rows = [
-                TaskRun(task_id=task.id, status="pending", task_type=task_type) for _ in range(6)
-            ]
-            session.add_all(rows)
-            session.flush()
-            ids = [int(r.id) for r in rows if r.id is not None]
+        ids = slow_runs(pg_db, task_type, log_file, sleep=60)
         brokerkit.dispatch(pg_db, publisher, [Message(i, 1, task_type) for i in ids])
         # Two runs claimed (running) by the victim; it holds more deliveries unacked.
         assert brokerkit.wait_for(lambda: len(brokerkit.executions(log_file)) == 2, 20)
@@ -247,22 +232,7 @@ def test_a_sigkilled_redis_workers_pending_entries_are_claimed_by_another(
     stream = publisher.stream(task_type, 1)  # the default namespace, as `schedd run` uses
     victim: subprocess.Popen[bytes] | None = None
     try:
-        with pg_db.session() as session:
-            task = Task(
-                name=f"slow-{task_type}",
-                task_type=task_type,
-                executor="shell",
-                command=f'echo "$SCHED_RUN_ID" >> {log_file}; sleep 30',
-            )
-            session.add(task)
-            session.flush()
-            assert task.id is not None
-            rows = [
-                TaskRun(task_id=task.id, status="pending", task_type=task_type) for _ in range(6)
-            ]
-            session.add_all(rows)
-            session.flush()
-            ids = [int(r.id) for r in rows if r.id is not None]
+        ids = slow_runs(pg_db, task_type, log_file, sleep=30)
         brokerkit.dispatch(pg_db, publisher, [Message(i, 1, task_type) for i in ids])
         with pg_db.engine.connect() as locker, locker.begin():
             # The victim claims ids[0] and ids[1], then blocks claiming ids[2] while it
@@ -322,6 +292,25 @@ def pending_runs(broker: RedisBroker, stream: str) -> dict[int, str]:
             consumer = entry["consumer"].decode().rsplit("-", 1)[0]
             found[int(fields[b"run_id"])] = consumer
     return found
+
+
+def slow_runs(db: Database, task_type: str, log_file: Path, *, sleep: int) -> list[int]:
+    """A shell task that records each execution in ``log_file`` and then sleeps, with
+    six pending runs of it; their ids."""
+    with db.session() as session:
+        task = Task(
+            name=f"slow-{task_type}",
+            task_type=task_type,
+            executor="shell",
+            command=f'echo "$SCHED_RUN_ID" >> {log_file}; sleep {sleep}',
+        )
+        session.add(task)
+        session.flush()
+        assert task.id is not None
+        rows = [TaskRun(task_id=task.id, status="pending", task_type=task_type) for _ in range(6)]
+        session.add_all(rows)
+        session.flush()
+        return [int(r.id) for r in rows if r.id is not None]
 
 
 def ready_messages(url: str, queue: str) -> int:
