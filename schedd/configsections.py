@@ -60,6 +60,8 @@ SEED_VARIABLES: dict[str, str] = {
 BROKER_VARIABLES = {"rabbitmq": "RABBITMQ_URL", "redis": "REDIS_URL"}
 
 MIN_JWT_SECRET_BYTES = 32
+# How to make one, for the errors that ask for a secret.
+JWT_SECRET_HINT = "generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def env_of(info: ValidationInfo) -> Mapping[str, str]:
@@ -372,8 +374,7 @@ class AuthSettings(Section):
             size = len(value.get_secret_value().encode())
             if size < MIN_JWT_SECRET_BYTES:
                 raise ValueError(
-                    f"must be at least {MIN_JWT_SECRET_BYTES} bytes, got {size}"
-                    " (generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                    f"must be at least {MIN_JWT_SECRET_BYTES} bytes, got {size} ({JWT_SECRET_HINT})"
                 )
         return value
 

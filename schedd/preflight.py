@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from schedd.config import BROKER_VARIABLES, MIN_JWT_SECRET_BYTES, Settings
+from schedd.configsections import JWT_SECRET_HINT
 from schedd.errors import ConfigError
 
 
@@ -27,8 +28,7 @@ def require_jwt_secret(settings: Settings) -> None:
             settings.source or "configuration",
             "auth.jwt_secret",
             f"the API needs a JWT secret of at least {MIN_JWT_SECRET_BYTES} bytes when the "
-            "database is not the embedded SQLite: set JWT_SECRET (generate one: "
-            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            f"database is not the embedded SQLite: set JWT_SECRET ({JWT_SECRET_HINT})",
         )
 
 
