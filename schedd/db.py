@@ -199,8 +199,16 @@ class SchemaBehind(Unavailable):
 
 
 def migrations_dir() -> Path:
-    """Where the Alembic scripts are: inside the installed package."""
-    return Path(str(resources.files("schedd.migrations")))
+    """Where the Alembic scripts are: inside the installed package, or, when schedd is
+    imported from a checkout that was not installed (``python -m bench.X`` from the
+    project root), the checkout's ``migrations/`` beside the package."""
+    try:
+        return Path(str(resources.files("schedd.migrations")))
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parent.parent / "migrations"
+        if (checkout / "env.py").is_file():
+            return checkout
+        raise
 
 
 def alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
