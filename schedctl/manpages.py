@@ -117,6 +117,26 @@ def table(rows: list[tuple[str, str]]) -> list[str]:
     return out
 
 
+# What each API scope allows (the man page's SCOPES table; every scope has a row).
+SCOPE_HELP = {
+    "task.read": "List and show tasks, their runs, run output and next fire times.",
+    "task.write": (
+        "Create and update tasks. A task that runs by itself (one with a schedule or "
+        "dependencies) also needs task.execute to be created, to gain a schedule or "
+        "dependencies, to be activated, or to change what it runs (command, arguments, "
+        "executor, run_as, environment, working_dir, metadata.http): such a change starts "
+        "code without anyone triggering it."
+    ),
+    "task.execute": "Trigger, pause and resume tasks; cancel and retry runs.",
+    "task.delete": "Delete tasks (and their runs).",
+    "worker.read": "List and show workers.",
+    "worker.write": "Heartbeat as a worker, drain and remove workers.",
+    "system.read": "System stats, system logs, the audit log, API keys; /metrics when "
+    "metrics_auth is set.",
+    "system.write": "Create and revoke API keys.",
+}
+
+
 # -- the pages -------------------------------------------------------------------------
 
 
@@ -124,6 +144,7 @@ def schedctl_page() -> str:
     from schedctl import taskset
     from schedctl.app import app
     from schedctl.exits import DESCRIPTIONS
+    from schedd.schemas import SCOPES
 
     command = typer.main.get_command(app)
     task_file = taskset.__doc__ or ""
@@ -139,6 +160,12 @@ def schedctl_page() -> str:
             "task trigger --wait exits with the run's own exit code when it has one, so a "
             "script can tell a run's failure apart only by also reading -o json."
         ),
+        ".SH SCOPES",
+        paragraphs(
+            "What an API key or token may do. Direct mode (--db) uses the database itself "
+            "and checks no scope: whoever holds the database URL is an administrator."
+        ),
+        *table([(scope, SCOPE_HELP[scope]) for scope in SCOPES]),
         ".SH ENVIRONMENT",
         *table(
             [

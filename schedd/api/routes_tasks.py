@@ -51,6 +51,7 @@ def create_task(
         body,
         default_timezone=state.settings.scheduler.default_timezone,
         actor=caller.actor,
+        scopes=caller.scopes,
     )
     after_commit(session, state.notify_tasks_changed)
     return task
@@ -85,7 +86,7 @@ def update_task(
     session: DbSession,
     caller: TaskWriter,
 ) -> TaskRead:
-    task = tasks.update_task(session, ref, body, actor=caller.actor)
+    task = tasks.update_task(session, ref, body, actor=caller.actor, scopes=caller.scopes)
     after_commit(session, state.notify_tasks_changed)
     return task
 

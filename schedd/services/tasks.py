@@ -7,7 +7,7 @@ errors of ``schedd.errors``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from schedd import cron
-from schedd.errors import Conflict, InvalidInput, NotFound
+from schedd.errors import Conflict, Forbidden, InvalidInput, NotFound
 from schedd.models import Task, TaskDependency, TaskStatus
 from schedd.scheduler.notify import notify_tasks_changed
 from schedd.schemas import Page, TaskCreate, TaskRead, TaskUpdate
@@ -35,6 +35,28 @@ def _check_schedule(schedule: str | None, timezone: str) -> None:
     cron.zone(timezone)
     if schedule is not None:
         cron.parse(schedule, timezone)
+
+
+# What a run executes and as whom. Changing one of these on a task that runs without a
+# trigger (schedule or dependencies) starts code nobody triggered: task.execute's job.
+RUN_FIELDS = frozenset(
+    {"command", "arguments", "executor", "run_as", "environment", "working_dir", "metadata"}
+)
+EXECUTE = "task.execute"
+
+
+def _require_execute(scopes: Collection[str] | None, why: str) -> None:
+    """Refuse a change that makes code run on its own unless the caller may execute.
+
+    ``scopes`` None is direct database access (``schedctl --db``): whoever holds the
+    database URL is already an administrator, so nothing is checked.
+    """
+    if scopes is not None and EXECUTE not in scopes:
+        raise Forbidden(f"this operation needs the scope {EXECUTE} as well: {why}")
+
+
+def _runs_by_itself(schedule: str | None, dependencies: Collection[int]) -> bool:
+    return schedule is not None or bool(dependencies)
 
 
 def resolve(session: Session, ref: str | int, *, lock: bool = False) -> Task:
@@ -195,9 +217,16 @@ def create_task(
     default_timezone: str = "UTC",
     actor: str | None = None,
     now: datetime | None = None,
+    scopes: Collection[str] | None = None,
 ) -> TaskRead:
-    """Validate and store a new task; its first fire time is computed from ``now``."""
+    """Validate and store a new task; its first fire time is computed from ``now``.
+
+    A task with a schedule or dependencies runs without a trigger, so creating one
+    needs ``task.execute`` in ``scopes`` too (None: direct database access, no check).
+    """
     now = now or utcnow()
+    if _runs_by_itself(data.schedule, data.dependencies) and data.status == TaskStatus.active:
+        _require_execute(scopes, "a task with a schedule or dependencies runs by itself")
     timezone = data.timezone or default_timezone
     _check_schedule(data.schedule, timezone)
     if _name_taken(session, data.name):
@@ -233,12 +262,18 @@ def update_task(
     *,
     actor: str | None = None,
     now: datetime | None = None,
+    scopes: Collection[str] | None = None,
 ) -> TaskRead:
-    """Change the given fields; schedule, time zone or status changes move next_run_at."""
+    """Change the given fields; schedule, time zone or status changes move next_run_at.
+
+    Adding a schedule or dependencies, or changing what a task that has them runs
+    (:data:`RUN_FIELDS`, or activating it), needs ``task.execute`` in ``scopes`` too.
+    """
     now = now or utcnow()
     task = resolve(session, ref, lock=True)
     assert task.id is not None
     changes = data.model_dump(exclude_unset=True)
+    _check_update_authority(session, task, changes, scopes)
     for required in ("name", "executor", "command", "timezone", "priority", "status"):
         if required in changes and changes[required] is None:
             raise InvalidInput(f"{required}: may not be null", field=required)
@@ -279,6 +314,40 @@ def update_task(
     if {"schedule", "timezone", "status"} & changes.keys():
         notify_tasks_changed(session)
     return read(session, task)
+
+
+def _check_update_authority(
+    session: Session, task: Task, changes: dict[str, Any], scopes: Collection[str] | None
+) -> None:
+    if scopes is None or EXECUTE in scopes:
+        return
+    assert task.id is not None
+    schedule = changes.get("schedule", task.schedule)
+    deps = changes.get("dependencies")
+    if deps is None:
+        deps = dependencies_of(session, [task.id])[task.id]
+    if not _runs_by_itself(schedule, deps):
+        return
+    if changes.get("schedule") is not None or changes.get("dependencies"):
+        _require_execute(scopes, "adding a schedule or dependencies makes the task run by itself")
+    touched = sorted(f for f in RUN_FIELDS & changes.keys() if _differs(task, f, changes[f]))
+    if touched:
+        _require_execute(scopes, f"changing {', '.join(touched)} of a task that runs by itself")
+    status = changes.get("status")
+    if status is not None and TaskStatus(status) == TaskStatus.active != task.status:
+        _require_execute(scopes, "activating a task that runs by itself")
+
+
+def _differs(task: Task, field: str, value: Any) -> bool:
+    """Whether an update really changes ``field`` (``apply`` resends unchanged fields)."""
+    if field == "metadata":  # only metadata.http says what a run does (the http executor)
+        return bool((task.metadata_ or {}).get("http") != (value or {}).get("http"))
+    current: Any = getattr(task, field, None)
+    return bool(_plain(current) != _plain(value))
+
+
+def _plain(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
 
 
 def delete_task(

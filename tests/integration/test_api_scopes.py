@@ -236,3 +236,22 @@ def test_metrics_need_system_read_when_metrics_auth_is_on(
         assert env.client.get("/metrics", headers=env.auth(env.key("task.read"))).status_code == 403
         reader = env.auth(env.key("system.read"))
         assert env.client.get("/metrics", headers=reader).status_code == 200
+
+
+def test_scheduling_through_the_api_needs_task_execute_beside_task_write(api: ApiEnv) -> None:
+    writer = api.auth(api.key("task.write", name="writer-only"))
+    both = api.auth(api.key("task.write", "task.execute", name="writer-executor"))
+    body = task_body(f"cron-{uuid.uuid4().hex[:8]}", schedule="0 * * * * *")
+    refused = api.client.post("/api/tasks", json=body, headers=writer)
+    assert refused.status_code == 403
+    assert "task.execute" in refused.json()["message"]
+    assert api.client.get(f"/api/tasks/{body['name']}", headers=api.admin).status_code == 404
+    created = api.client.post("/api/tasks", json=body, headers=both)
+    assert created.status_code == 201
+    url = f"/api/tasks/{created.json()['id']}"
+    patch = {"command": "cat /proc/1/environ"}
+    assert api.client.patch(url, json=patch, headers=writer).status_code == 403
+    reschedule = {"schedule": "0 0 * * * *"}
+    assert api.client.patch(url, json=reschedule, headers=writer).status_code == 403
+    assert api.client.get(url, headers=api.admin).json()["command"] == body["command"]
+    assert api.client.patch(url, json={"description": "ok"}, headers=writer).status_code == 200

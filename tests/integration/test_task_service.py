@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from schedd.db import Database
-from schedd.errors import Conflict, InvalidInput, NotFound
+from schedd.errors import Conflict, Forbidden, InvalidInput, NotFound
 from schedd.models import AuditEntry, Task, TaskRun
 from schedd.schemas import TaskCreate, TaskUpdate, validated
 from schedd.services import tasks
@@ -252,3 +252,79 @@ def test_delete_removes_the_task_runs(db: Database) -> None:
         tasks.delete_task(s, task_id)
     with db.session() as s:
         assert s.execute(sa.select(sa.func.count()).select_from(TaskRun)).scalar_one() == 0
+
+
+WRITE_ONLY = frozenset({"task.write"})
+WRITE_EXECUTE = frozenset({"task.write", "task.execute"})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"schedule": "0 * * * * *"}, {"dependencies": "upstream"}],
+    ids=["schedule", "dependencies"],
+)
+def test_a_task_that_runs_by_itself_needs_task_execute_to_create(
+    db: Database, fields: dict[str, Any]
+) -> None:
+    if fields.get("dependencies") == "upstream":
+        fields = {"dependencies": [create(db, name="upstream")]}
+    with db.session() as s, pytest.raises(Forbidden, match="task.execute"):
+        tasks.create_task(s, spec(**fields), now=NOW, scopes=WRITE_ONLY)
+    with db.session() as s:
+        assert s.exec(select(Task).where(Task.name == "backup")).first() is None
+        created = tasks.create_task(s, spec(**fields), now=NOW, scopes=WRITE_EXECUTE)
+    assert created.name == "backup"
+
+
+def test_a_write_only_caller_may_create_unscheduled_or_paused_tasks(db: Database) -> None:
+    with db.session() as s:
+        tasks.create_task(s, spec(), now=NOW, scopes=WRITE_ONLY)
+        paused = spec(name="paused", schedule="0 * * * * *", status="paused")
+        tasks.create_task(s, paused, now=NOW, scopes=WRITE_ONLY)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"schedule": "0 * * * * *"},
+        {"command": "cat /etc/shadow"},
+        {"arguments": ["x"]},
+        {"executor": "python"},
+        {"metadata": {"http": {"method": "POST"}}},
+    ],
+)
+def test_changing_what_a_scheduled_task_runs_needs_task_execute(
+    db: Database, change: dict[str, Any]
+) -> None:
+    schedule = None if "schedule" in change else "0 0 * * * *"
+    task_id = create(db, schedule=schedule)
+    with db.session() as s, pytest.raises(Forbidden, match="task.execute"):
+        tasks.update_task(s, task_id, validated(TaskUpdate, change), scopes=WRITE_ONLY)
+    with db.session() as s:
+        task = s.get(Task, task_id)
+        assert task is not None and task.command == "echo hi" and task.arguments == []
+        tasks.update_task(s, task_id, validated(TaskUpdate, change), scopes=WRITE_EXECUTE)
+
+
+def test_resuming_a_paused_scheduled_task_by_update_needs_task_execute(db: Database) -> None:
+    task_id = create(db, schedule="0 0 * * * *", status="paused")
+    with db.session() as s, pytest.raises(Forbidden, match="task.execute"):
+        resume = validated(TaskUpdate, {"status": "active"})
+        tasks.update_task(s, task_id, resume, scopes=WRITE_ONLY)
+
+
+def test_write_only_caller_may_edit_other_fields_and_resend_unchanged_ones(db: Database) -> None:
+    task_id = create(db, schedule="0 0 * * * *", metadata={"owner": "ops"})
+    unchanged = {"command": "echo hi", "description": "nightly", "metadata": {"owner": "me"}}
+    with db.session() as s:
+        task = tasks.update_task(s, task_id, validated(TaskUpdate, unchanged), scopes=WRITE_ONLY)
+    assert task.description == "nightly"
+    with db.session() as s:  # an unscheduled task: its command is the writer's to change
+        other = tasks.create_task(s, spec(name="manual"), now=NOW)
+        changed = validated(TaskUpdate, {"command": "echo changed"})
+        assert tasks.update_task(s, other.id, changed, scopes=WRITE_ONLY).command == "echo changed"
+
+
+def test_direct_database_access_is_not_scope_checked(db: Database) -> None:
+    with db.session() as s:
+        assert tasks.create_task(s, spec(schedule="0 * * * * *"), now=NOW, scopes=None).id
