@@ -46,6 +46,7 @@ class RunSpec:
     attempt: int = 0  # the run's retry_count: 0 for the first attempt
     scheduled_for: datetime | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    worker_id: str = ""  # the worker that runs it (SCHED_WORKER_ID)
 
     def environment(self) -> dict[str, str]:
         """The SCHED_* variables every child process gets."""
@@ -58,6 +59,7 @@ class RunSpec:
                 scheduled.isoformat().replace("+00:00", "Z") if scheduled else ""
             ),
             "SCHED_ATTEMPT": str(self.attempt),
+            "SCHED_WORKER_ID": self.worker_id,
         }
 
 

@@ -38,6 +38,7 @@ from schedd.executors.base import (
     Outcome,
     OutputSink,
     RunSpec,
+    StopReason,
     StopSignal,
     describe_seconds,
     kill_grace,
@@ -279,6 +280,14 @@ def run_process(
         if guard is not None:
             guard.remove(pgid)
     duration = time.monotonic() - started
+    if guard is not None and ending is None and returncode == -signal.SIGKILL:
+        fenced = guard.killed(pgid)
+        guard.forget(pgid)
+        if fenced:
+            # The guard ended it: the worker was fenced (frozen or cut off), the run
+            # did not end by itself and must not be reported as if it had.
+            stop.stop(StopReason.fenced, immediate=True)
+            return Outcome(Ending.stopped, duration=duration)
     if ending is Ending.timeout:
         return Outcome(
             Ending.timeout, error=f"timed out after {describe_seconds(timeout)}", duration=duration
@@ -330,8 +339,12 @@ def _supervise(
     group_gone_at: float | None = None
     while True:
         now = time.monotonic()
+        if returncode is None:
+            returncode = proc.poll()
         if stop.is_set():
-            if ended_by is None:
+            # A run whose first process already ended by itself keeps that outcome: a
+            # stop that comes later (a fence) only ends what it left in the group.
+            if ended_by is None and returncode is None:
                 ended_by = Ending.stopped
             killer.terminate(kill_grace(stop, grace))
         elif ended_by is None and now >= deadline:

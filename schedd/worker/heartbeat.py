@@ -59,6 +59,7 @@ class Heartbeat:
         on_fence: Callable[[], None],
         on_draining: Callable[[], None],
         register: Callable[[], None],
+        on_ok: Callable[[float], None] | None = None,
     ) -> None:
         self.db = db
         self.worker_id = worker_id
@@ -69,6 +70,7 @@ class Heartbeat:
         self._on_fence = on_fence
         self._on_draining = on_draining
         self._register = register
+        self._on_ok = on_ok
         self._lock = threading.Lock()
         self._ok_at = time.monotonic()
         self._fenced = False
@@ -84,11 +86,19 @@ class Heartbeat:
     def fenced(self) -> bool:
         return self._fenced
 
+    @property
+    def ok_at(self) -> float:
+        """When (time.monotonic()) the last heartbeat that got through was sent."""
+        return self._ok_at
+
     def succeeded(self, sent_at: float) -> None:
         """A heartbeat (or the registration) sent at ``sent_at`` got through."""
         with self._lock:
             self._ok_at = max(self._ok_at, sent_at)
+            ok_at = self._ok_at
             was_fenced, self._fenced = self._fenced, False
+        if self._on_ok is not None:
+            self._on_ok(ok_at)
         if was_fenced:
             log.warning("heartbeat got through again; claiming runs again")
 

@@ -95,6 +95,7 @@ class WorkerRole:
             on_fence=self._on_fence,
             on_draining=self._on_drain_request,
             register=self._register,
+            on_ok=self.guard.heartbeat,
         )
         self.monitor = Monitor(ctx.db, self.book, publish=self._publish)
         self.claimer = Claimer(
@@ -121,7 +122,7 @@ class WorkerRole:
             raise Unavailable(
                 f"cannot register worker {self.worker_id}: {first_line(exc)}"
             ) from exc
-        self.guard.start()
+        self.guard.start(self.heartbeat.fence_seconds, self.heartbeat.ok_at)
         self.heartbeat.start()
         self.monitor.start()
         self._thread.start()
@@ -211,6 +212,7 @@ class WorkerRole:
             attempt=claimed.retry_count,
             scheduled_for=claimed.scheduled_for or claimed.created_at,
             metadata=claimed.metadata,
+            worker_id=self.worker_id,
         )
         run = ActiveRun(claimed, spec, OutputCapture(self.settings.max_output_bytes))
         self.book.add(run)

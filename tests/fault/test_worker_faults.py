@@ -9,104 +9,24 @@ retries; the worker processes are the real daemon.
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import select
 
-from schedd.db import Database, create_database
-from schedd.models import RunStatus, TaskRun, Worker, WorkerStatus
-from schedd.services import output, workers
-from tests import proc
+from schedd.db import Database
+from schedd.models import RunStatus, TaskRun, WorkerStatus
+from schedd.services import workers
+from tests.faultkit import Cluster
 from tests.workerkit import add_run, alive, get_run, make_task, pids_in, wait_for_status, wait_until
 
 pytestmark = [pytest.mark.external_service, pytest.mark.slow]
 
-FAST = {
-    "SCHEDD_WORKER__HEARTBEAT_INTERVAL": "0.3",
-    "SCHEDD_WORKER__FENCE_SECONDS": "1",
-    "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "1.5",
-    "SCHEDD_WORKER__KILL_GRACE_SECONDS": "1",
-    "SCHEDD_SCHEDULER__SCHEDULING_INTERVAL": "0.2",
-    "SCHEDD_SCHEDULER__REAP_INTERVAL": "0.2",
-    "LOG_LEVEL": "info",
-}
 # The first attempt starts a process group and waits; the retry finishes at once.
 FIRST_ATTEMPT_HANGS = (
     'if [ "$SCHED_ATTEMPT" = 0 ]; then echo $$; sleep 300 & echo $!; sleep 300; fi; '
     'echo "done on attempt $SCHED_ATTEMPT"'
 )
-
-
-class Cluster:
-    """schedd processes sharing one PostgreSQL database; all killed at the end."""
-
-    def __init__(self, url: str, home: Path) -> None:
-        self.url = url
-        self.home = home
-        self.db = create_database(url)
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, role: str, **env: str) -> subprocess.Popen[bytes]:
-        log = (self.home / f"{role}-{len(self.procs)}.log").open("wb")
-        extra = {"DATABASE_URL": self.url, **FAST, **env}
-        process = subprocess.Popen(
-            proc.schedd("run", "--role", role),
-            env=proc.isolated_env(self.home, extra),
-            cwd=self.home,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        self.procs.append(process)
-        return process
-
-    def start_worker(self, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-        process = self.start("worker", **env)
-        worker_id = f"{socket.gethostname()}-{process.pid}"
-        assert wait_until(lambda: self.worker(worker_id) is not None, 15), self.logs()
-        return process, worker_id
-
-    def worker(self, worker_id: str) -> Worker | None:
-        with self.db.session() as session:
-            return session.get(Worker, worker_id)
-
-    def output(self, run_id: int) -> str:
-        with self.db.session() as session:
-            return output.read(session, run_id).text
-
-    def runs_of(self, task_id: int) -> list[TaskRun]:
-        with self.db.session() as session:
-            return list(
-                session.exec(
-                    select(TaskRun).where(TaskRun.task_id == task_id).order_by(TaskRun.id)
-                ).all()
-            )
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.home.glob("*.log"))
-        )
-
-    def close(self) -> None:
-        for process in self.procs:
-            if process.poll() is None:
-                process.send_signal(signal.SIGCONT)
-                process.kill()
-            process.wait(10)
-        self.db.dispose()
-
-
-@pytest.fixture
-def cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    cluster = Cluster(pg_url, tmp_path)
-    yield cluster
-    cluster.close()
 
 
 def claimed_by(db: Database, run_id: int, worker_id: str, timeout: float = 10) -> TaskRun:

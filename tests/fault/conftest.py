@@ -1,0 +1,17 @@
+"""Fixtures of the fault tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faultkit import Cluster
+
+
+@pytest.fixture
+def cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    cluster = Cluster(pg_url, tmp_path)
+    yield cluster
+    cluster.close()

@@ -1,0 +1,79 @@
+"""The guard's fence: it stops a worker's runs when the worker's heartbeats stop getting
+through, without the worker's help (it may be frozen), and says which it killed."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from schedd.config import WorkerSettings
+from schedd.executors.base import Ending, Outcome, StopReason, StopSignal
+from schedd.executors.guard import Guard
+from schedd.executors.shell import ShellExecutor
+from tests.unit.test_executor_process import GRANDCHILDREN, Started
+from tests.workerkit import Sink, alive, pids_in, spec, wait_until
+
+
+def run_with_guard(guard: Guard, command: str, stop: StopSignal) -> tuple[Sink, list[Outcome]]:
+    sink, outcomes = Sink(), []
+    executor = ShellExecutor(WorkerSettings(kill_grace_seconds=1), guard)
+    thread = threading.Thread(
+        target=lambda: outcomes.append(executor.execute(spec(command), sink, stop)), daemon=True
+    )
+    thread.start()
+    return sink, outcomes
+
+
+def test_the_guard_kills_the_runs_once_the_last_heartbeat_is_older_than_the_fence() -> None:
+    guard = Guard()
+    guard.start(fence_seconds=1.0, ok_at=time.monotonic())
+    try:
+        stop = StopSignal()
+        sink, outcomes = run_with_guard(guard, GRANDCHILDREN, stop)
+        assert wait_until(lambda: len(pids_in(sink.text)) >= 2, 5)
+        pids = pids_in(sink.text)
+        started = time.monotonic()
+        assert wait_until(lambda: bool(outcomes), 5)
+        assert 0.3 < time.monotonic() - started < 2.5
+        assert not any(alive(pid) for pid in pids)
+        # Reported as fenced (handed back), never as "killed by signal 9".
+        assert outcomes[0].ending is Ending.stopped
+        assert stop.reason is StopReason.fenced
+    finally:
+        guard.close()
+
+
+def test_heartbeats_keep_the_runs_alive_and_a_fenced_guard_kills_new_runs_at_once() -> None:
+    guard = Guard()
+    guard.start(fence_seconds=0.6, ok_at=time.monotonic())
+    try:
+        stop = StopSignal()
+        sink, outcomes = run_with_guard(guard, "echo $$; sleep 300", stop)
+        for _ in range(10):  # 2 s of heartbeats every 0.2 s
+            guard.heartbeat(time.monotonic())
+            time.sleep(0.2)
+        assert not outcomes and len(pids_in(sink.text)) == 1
+        assert wait_until(lambda: bool(outcomes), 3)  # heartbeats stopped: fenced
+        late_stop = StopSignal()
+        _, late = run_with_guard(guard, "sleep 300", late_stop)
+        assert wait_until(lambda: bool(late), 2)
+        assert late_stop.reason is StopReason.fenced
+        guard.heartbeat(time.monotonic())  # the database answers again
+        _, fresh = run_with_guard(guard, "exit 3", StopSignal())
+        assert wait_until(lambda: bool(fresh), 3)
+        assert (fresh[0].ending, fresh[0].exit_code) == (Ending.failed, 3)
+    finally:
+        guard.close()
+
+
+def test_a_run_that_ended_by_itself_keeps_its_outcome_when_the_fence_trips_later() -> None:
+    # The first process exits 0 and leaves a child that ignores SIGTERM in its group
+    # (killed after the grace);
+    # the fence that comes meanwhile must not turn the finished run into a stopped one.
+    run = Started("(trap '' TERM; exec sleep 300) & echo $!; exit 0", grace=3.0)
+    (child,) = run.pids(1)
+    time.sleep(0.5)
+    run.stop.stop(StopReason.fenced)
+    outcome = run.result(5)
+    assert (outcome.ending, outcome.exit_code) == (Ending.completed, 0)
+    assert not alive(child)
