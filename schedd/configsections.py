@@ -35,6 +35,7 @@ from schedd.configfile import (
     default_data_dir,
     expand_path,
 )
+from schedd.executors.netpolicy import check_allow_entry
 from schedd.logs import parse_directives
 
 ExecutorType = Literal["shell", "python", "http"]
@@ -250,7 +251,7 @@ class WorkerSettings(Section):
     kill_grace_seconds: float = Field(5.0, ge=0, le=3600)
     drain_grace_seconds: float = Field(30.0, ge=0, le=86_400)
     fence_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
-    allow_link_local: bool = False
+    http_allow: list[str] = Field(default_factory=list, max_length=1000)
 
     @field_validator("id")
     @classmethod
@@ -259,6 +260,11 @@ class WorkerSettings(Section):
         if value is not None and (not value or any(c.isspace() or c == "/" for c in value)):
             raise ValueError(f"must be non-empty, without spaces or '/', got {value!r}")
         return value
+
+    @field_validator("http_allow")
+    @classmethod
+    def _http_allow(cls, value: list[str]) -> list[str]:
+        return _unique([check_allow_entry(entry) for entry in value])
 
     @field_validator("task_types")
     @classmethod

@@ -11,14 +11,15 @@
 The run's timeout bounds the whole exchange. Redirects are not followed (a 3xx is the
 answer; list it in expected_status to accept it), and proxy variables of the worker's
 environment are ignored. The host is resolved first and the request goes to the
-address checked: link-local addresses (169.254.0.0/16, fe80::/10, where cloud
-metadata services answer) are refused unless ``worker.allow_link_local`` is set.
+address checked against the outbound policy (:mod:`schedd.executors.netpolicy`:
+public addresses only unless ``worker.http_allow`` opens more), so a DNS answer that
+changes after the check cannot redirect it. A URL with user information
+(``user:password@``) is refused: credentials belong in ``metadata.http.headers``.
 The output is the status line and the response body. Task arguments are not used.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
@@ -38,11 +39,10 @@ from schedd.executors.base import (
     StopSignal,
     describe_seconds,
 )
+from schedd.executors.netpolicy import OutboundPolicy
 
 SLICE = 0.2
 DEFAULT_CONNECT_TIMEOUT = 10.0
-# Metadata services that are not link-local: AWS's IPv6 instance metadata address.
-METADATA_ADDRESSES = frozenset({ipaddress.ip_address("fd00:ec2::254")})
 
 
 class HttpSpec(BaseModel):
@@ -101,14 +101,6 @@ def parse_spec(metadata: Any) -> HttpSpec:
     return spec
 
 
-def forbidden(address: str) -> bool:
-    """True for link-local and known metadata addresses (IPv4-mapped IPv6 included)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_link_local or ip in METADATA_ADDRESSES
-
-
 def resolve(host: str, port: int) -> list[str]:
     """The addresses ``host`` resolves to, in the resolver's order."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -133,6 +125,7 @@ class HttpExecutor(Executor):
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
+        self.policy = OutboundPolicy(settings.http_allow)
 
     def execute(self, spec: RunSpec, output: OutputSink, stop: StopSignal) -> Outcome:
         started = time.monotonic()
@@ -220,9 +213,9 @@ class HttpExecutor(Executor):
     ) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
         """The URL to request, its headers and extensions, after the address check.
 
-        Unless link-local addresses are allowed, the request goes to the checked
-        address itself (with the original Host header and TLS server name), so a DNS
-        answer that changes between the check and the connect cannot get around it.
+        The request goes to the checked address itself (with the original Host header
+        and TLS server name), so a DNS answer that changes between the check and the
+        connect cannot get around it.
         """
         try:
             url = httpx.URL(command.strip())
@@ -230,20 +223,21 @@ class HttpExecutor(Executor):
             raise RequestFailed(f"invalid URL {command!r}: {exc}") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise RequestFailed(f"not an http(s) URL: {command!r}")
+        if url.userinfo:
+            raise RequestFailed(
+                "the URL carries user information (user:password@); "
+                "send credentials in metadata.http.headers instead"
+            )
         headers = dict(http.headers)
-        if self.settings.allow_link_local:
-            return url, headers, {}
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
             addresses = resolve(url.host, port)
         except (socket.gaierror, UnicodeError) as exc:
             raise RequestFailed(f"cannot resolve {url.host!r}: {exc}") from None
-        refused = [address for address in addresses if forbidden(address)]
-        if refused:
-            raise RequestFailed(
-                f"refused to connect to {url.host!r}: it resolves to the link-local or "
-                f"metadata address {refused[0]} (set worker.allow_link_local to allow it)"
-            )
+        try:
+            address = self.policy.choose(url.host, addresses)
+        except PermissionError as exc:
+            raise RequestFailed(str(exc)) from None
         if not any(name.lower() == "host" for name in headers):
             headers["Host"] = url.netloc.decode("ascii")
-        return url.copy_with(host=addresses[0]), headers, {"sni_hostname": url.host}
+        return url.copy_with(host=address), headers, {"sni_hostname": url.host}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -57,6 +58,20 @@ def _require_execute(scopes: Collection[str] | None, why: str) -> None:
 
 def _runs_by_itself(schedule: str | None, dependencies: Collection[int]) -> bool:
     return schedule is not None or bool(dependencies)
+
+
+def _check_command(executor: str, command: str) -> None:
+    """An http task's URL must not carry credentials (``user:password@``): they would be
+    shown to every task.read holder and sent as Basic auth. Headers are the place."""
+    if executor != "http":
+        return
+    authority = urlsplit(command.strip()).netloc
+    if "@" in authority:
+        raise InvalidInput(
+            "command: the URL must not carry user information (user:password@); "
+            "send credentials in metadata.http.headers",
+            field="command",
+        )
 
 
 def resolve(session: Session, ref: str | int, *, lock: bool = False) -> Task:
@@ -229,6 +244,7 @@ def create_task(
         _require_execute(scopes, "a task with a schedule or dependencies runs by itself")
     timezone = data.timezone or default_timezone
     _check_schedule(data.schedule, timezone)
+    _check_command(data.executor.value, data.command)
     if _name_taken(session, data.name):
         raise Conflict(f"a task named {data.name!r} already exists", field="name")
     _check_dependencies(session, None, data.dependencies)
@@ -282,6 +298,9 @@ def update_task(
     schedule = changes.get("schedule", task.schedule)
     timezone = changes.get("timezone") or task.timezone
     _check_schedule(schedule, timezone)
+    if {"executor", "command"} & changes.keys():
+        executor = changes.get("executor") or task.executor
+        _check_command(getattr(executor, "value", executor), changes.get("command") or task.command)
     deps = changes.pop("dependencies", None)
     if deps is not None:
         _check_dependencies(session, task.id, deps)

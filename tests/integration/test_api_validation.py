@@ -43,6 +43,12 @@ BAD_CREATES = [
     (task_body(dependencies=[9999]), "dependencies", "unknown"),
     (task_body(timeout_seconds=0), "timeout_seconds", ""),
     ({"executor": "shell", "command": "x"}, "name", "required"),
+    (
+        task_body(executor="http", command="http://user:pw@example.com/"),
+        "command",
+        "user information",
+    ),
+    (task_body(executor="http", command="https://token@example.com/"), "command", "user"),
 ]
 
 
@@ -174,3 +180,16 @@ def test_an_unexpected_error_is_a_bare_500_with_the_traceback_only_in_the_log(
     assert response.json() == {"code": "internal", "message": "internal error", "field": None}
     assert "secret internals" not in response.text
     assert "Traceback" in caplog.text and "secret internals" in caplog.text
+
+
+def test_an_update_that_puts_credentials_in_an_http_url_is_422(api: ApiEnv) -> None:
+    body = task_body("probe", executor="http", command="http://example.com/")
+    created = api.client.post("/api/tasks", json=body, headers=api.admin)
+    assert created.status_code == 201, created.text
+    before = _snapshot(api)
+    response = api.client.patch(
+        "/api/tasks/probe", json={"command": "http://a:b@example.com/"}, headers=api.admin
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "command"
+    assert _snapshot(api) == before

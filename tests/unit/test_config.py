@@ -391,9 +391,9 @@ def test_a_json_array_variable_can_empty_a_list(tmp_path: Path, env: dict[str, s
     [("true", True), ("1", True), ("yes", True), ("false", False), ("0", False), ("no", False)],
 )
 def test_boolean_variables(env: dict[str, str], value: str, expected: bool) -> None:
-    settings = load_settings(env={**env, "SCHEDD_WORKER__ALLOW_LINK_LOCAL": value})
+    settings = load_settings(env={**env, "SCHEDD_OBSERVABILITY__METRICS_AUTH": value})
 
-    assert settings.worker.allow_link_local is expected
+    assert settings.observability.metrics_auth is expected
 
 
 def test_an_empty_variable_counts_as_unset(tmp_path: Path, env: dict[str, str]) -> None:

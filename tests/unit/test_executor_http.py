@@ -25,8 +25,8 @@ class Server:
     release: threading.Event = field(default_factory=threading.Event)
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
+def serve(host: str) -> Iterator[Server]:
+    """A recording HTTP server on the loopback address ``host``."""
     state = Server(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -55,15 +55,26 @@ def server() -> Iterator[Server]:
         def log_message(self, format: str, *args: Any) -> None:
             pass  # keep test output clean
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = ThreadingHTTPServer((host, 0), Handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    state.url = f"http://{host}:{httpd.server_address[1]}"
     yield state
     state.release.set()
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    yield from serve("127.0.0.1")
+
+
+@pytest.fixture
+def other_server() -> Iterator[Server]:
+    """A server on 127.0.0.2: loopback, but not the address the other tests open."""
+    yield from serve("127.0.0.2")
 
 
 def call(
@@ -71,11 +82,13 @@ def call(
     *,
     http: dict[str, Any] | None = None,
     timeout: float = 5.0,
-    allow_link_local: bool = False,
+    http_allow: tuple[str, ...] = ("127.0.0.1/32",),
     stop: StopSignal | None = None,
 ) -> tuple[Outcome, str]:
+    """One run of the http executor; the test server's 127.0.0.1 is opened unless
+    ``http_allow`` says otherwise."""
     sink = Sink()
-    executor = HttpExecutor(WorkerSettings(allow_link_local=allow_link_local))
+    executor = HttpExecutor(WorkerSettings(http_allow=list(http_allow)))
     run = spec(url, executor="http", timeout=timeout, metadata={"http": http or {}})
     return executor.execute(run, sink, stop or StopSignal()), sink.text
 
@@ -128,34 +141,66 @@ def test_the_host_header_names_the_host_of_the_url(server: Server) -> None:
     assert server.requests[0]["headers"]["Host"] == url.split("/")[2]
 
 
-@pytest.mark.parametrize(
-    ("url", "address"),
-    [
-        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
-        ("http://[fe80::1]:8080/", "fe80::1"),
-        ("http://[::ffff:169.254.169.254]/", "::ffff:169.254.169.254"),
-        ("https://169.254.10.1/", "169.254.10.1"),
-    ],
-)
-def test_link_local_addresses_are_refused_without_a_connection(url: str, address: str) -> None:
-    started = time.monotonic()
-    outcome, output = call(url)
+def test_a_default_worker_refuses_a_loopback_address_without_connecting(
+    other_server: Server,
+) -> None:
+    outcome, output = call(other_server.url + "/ok", http_allow=())
     assert outcome.ending is Ending.failed
     assert outcome.error is not None
-    assert f"link-local or metadata address {address}" in outcome.error
-    assert "worker.allow_link_local" in outcome.error
+    assert "loopback address 127.0.0.2" in outcome.error
+    assert "worker.http_allow" in outcome.error
     assert output == ""
-    assert time.monotonic() - started < 1
+    assert other_server.requests == []
 
 
-def test_allow_link_local_lets_the_request_go_out() -> None:
-    outcome, _ = call(
-        "http://169.254.169.254/",
-        http={"connect_timeout": 0.3},
-        timeout=2,
-        allow_link_local=True,
-    )
-    assert "allow_link_local" not in (outcome.error or "")
+def test_http_allow_with_the_address_reaches_it(other_server: Server) -> None:
+    outcome, output = call(other_server.url + "/ok", http_allow=("127.0.0.2/32",))
+    assert outcome.ending is Ending.completed, outcome.error
+    assert output == "HTTP 200 OK\nhello from the server\n"
+    assert len(other_server.requests) == 1
+
+
+def test_http_allow_with_another_address_still_refuses(other_server: Server) -> None:
+    outcome, _ = call(other_server.url + "/ok", http_allow=("127.0.0.1/32",))
+    assert outcome.ending is Ending.failed
+    assert other_server.requests == []
+
+
+def test_http_allow_with_a_host_name_opens_what_it_resolves_to(server: Server) -> None:
+    url = server.url.replace("127.0.0.1", "localhost") + "/ok"
+    outcome, _ = call(url, http_allow=("LOCALHOST.",))
+    assert outcome.ending is Ending.completed, outcome.error
+    refused, _ = call(url, http_allow=("otherhost",))
+    assert refused.ending is Ending.failed
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "link-local address 169.254.169.254"),
+        ("http://[fe80::1]:8080/", "link-local address fe80::1"),
+        ("http://[::ffff:169.254.169.254]/", "carries 169.254.169.254"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "carries link-local 169.254.169.254"),
+        ("http://0.0.0.0:9/", "unspecified address 0.0.0.0"),
+        ("http://[::1]:9/", "loopback address ::1"),
+    ],
+)
+def test_refused_addresses_fail_the_run_naming_address_and_key(url: str, words: str) -> None:
+    outcome, output = call(url, http_allow=())
+    assert outcome.ending is Ending.failed
+    assert outcome.error is not None
+    assert words in outcome.error
+    assert "worker.http_allow" in outcome.error
+    assert output == ""
+
+
+def test_a_url_with_user_information_is_refused(server: Server) -> None:
+    url = server.url.replace("http://", "http://user:secret@") + "/ok"
+    outcome, _ = call(url)
+    assert outcome.ending is Ending.failed
+    assert outcome.error is not None and "user information" in outcome.error
+    assert "secret" not in outcome.error
+    assert server.requests == []
 
 
 def test_the_run_timeout_bounds_the_whole_request(server: Server) -> None:
