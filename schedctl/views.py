@@ -63,6 +63,7 @@ def task_detail(task: Json) -> Table:
         ("depends on", r.plain(task.get("dependencies"))),
         ("tags", r.plain(task.get("tags"))),
         ("metadata", Text(r.plain(task.get("metadata")))),
+        ("environment", Text(" ".join(sorted(task.get("environment") or {})) or "-")),
         ("created", r.when(task["created_at"], now)),
         ("updated", r.when(task["updated_at"], now)),
     ]

@@ -59,6 +59,8 @@ SEED_VARIABLES: dict[str, str] = {
     "SCHEDD_LOG": "observability.log_level",
 }
 BROKER_VARIABLES = {"rabbitmq": "RABBITMQ_URL", "redis": "REDIS_URL"}
+# Variables that carry the daemon's secrets: never passed through to tasks.
+DAEMON_SECRETS = frozenset({"DATABASE_URL", "JWT_SECRET", "RABBITMQ_URL", "REDIS_URL"})
 
 MIN_JWT_SECRET_BYTES = 32
 # How to make one, for the errors that ask for a secret.
@@ -252,6 +254,17 @@ class WorkerSettings(Section):
     drain_grace_seconds: float = Field(30.0, ge=0, le=86_400)
     fence_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
     http_allow: list[str] = Field(default_factory=list, max_length=1000)
+    env_passthrough: Annotated[list[str], Unique] = Field(default_factory=list)
+
+    @field_validator("env_passthrough")
+    @classmethod
+    def _passable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name in DAEMON_SECRETS or name.startswith(("SCHEDD_", "SCHED_")):
+                raise ValueError(f"{name} is the daemon's own and never passes to tasks")
+        return value
 
     @field_validator("id")
     @classmethod

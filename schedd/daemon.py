@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Protocol
 
-from schedd import __version__, preflight
+from schedd import __version__, hardening, preflight
 from schedd.brokers.base import Broker
 from schedd.brokers.registry import create_broker
 from schedd.config import Settings
@@ -135,8 +135,12 @@ class Daemon:
         # Handlers first: a SIGTERM during start-up (a long migration) still stops cleanly.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        # Before anything a task could observe: schedd's memory and environment hold the
+        # database URL and the JWT secret.
+        hardening.make_undumpable()
         # Configuration the roles cannot start with stops the start before any work.
         preflight.check(settings, self.role_names)
+        hardening.protect_data_dir(settings.daemon.data_dir)
         db = open_database(settings)
         ctx = Context(settings=settings, db=db, broker=create_broker(settings, db))
         # Every process stores its own system events (a worker-only host's too).

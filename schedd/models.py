@@ -158,6 +158,12 @@ class Task(SQLModel, table=True):
     # Addition beyond the seed: when the task was paused (NULL while active), so that
     # resuming a fire_all task can replay the fire times it missed while paused.
     paused_at: datetime | None = _ts()
+    # Variables added to the run's allowlisted environment (name -> value). The server
+    # default keeps rows written by older code (and raw inserts) valid.
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(json_type(), nullable=False, server_default=sa.text("'{}'")),
+    )
 
 
 class TaskDependency(SQLModel, table=True):

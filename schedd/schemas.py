@@ -6,6 +6,7 @@ instead of a silently ignored value.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -66,6 +67,33 @@ def _check_tags(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+MAX_ENV_VARS = 100
+MAX_ENV_NAME = 128
+MAX_ENV_BYTES = 65_536
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_environment(values: dict[str, str]) -> dict[str, str]:
+    """Names a shell can export, none of the run's own SCHED_*; bounded sizes."""
+    if len(values) > MAX_ENV_VARS:
+        raise ValueError(f"at most {MAX_ENV_VARS} variables")
+    total = 0
+    for name, value in values.items():
+        if not _ENV_NAME.match(name) or len(name) > MAX_ENV_NAME:
+            raise ValueError(
+                f"{name[:40]!r} is not a variable name (letters, digits, _; not starting "
+                f"with a digit; at most {MAX_ENV_NAME} characters)"
+            )
+        if name.startswith("SCHED_"):
+            raise ValueError(f"{name}: SCHED_* names are the run's own variables")
+        if "\0" in value:
+            raise ValueError(f"{name}: the value contains a NUL character")
+        total += len(name.encode()) + len(value.encode()) + 2
+    if total > MAX_ENV_BYTES:
+        raise ValueError(f"names and values take more than {MAX_ENV_BYTES} bytes")
+    return values
+
+
 class _TaskFields(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -78,6 +106,11 @@ class _TaskFields(BaseModel):
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _check_tags(value)
+
+    @field_validator("environment", check_fields=False)
+    @classmethod
+    def _environment(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else _check_environment(value)
 
     @field_validator("dependencies", check_fields=False)
     @classmethod
@@ -106,6 +139,10 @@ class TaskCreate(_TaskFields):
     dependencies: list[int] = Field(default_factory=list, max_length=100)
     tags: list[str] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        description="Variables added to the run's environment (beside the allowlist).",
+    )
 
 
 class TaskUpdate(_TaskFields):
@@ -129,6 +166,7 @@ class TaskUpdate(_TaskFields):
     dependencies: list[int] | None = Field(default=None, max_length=100)
     tags: list[str] | None = Field(default=None, max_length=50)
     metadata: dict[str, Any] | None = None
+    environment: dict[str, str] | None = None
 
 
 class TaskRead(BaseModel):
@@ -157,6 +195,7 @@ class TaskRead(BaseModel):
     dependencies: list[int]
     tags: list[str]
     metadata: dict[str, Any]
+    environment: dict[str, str]
 
     @classmethod
     def of(cls, task: Task, dependencies: list[int]) -> TaskRead:

@@ -15,6 +15,7 @@ from schedctl.commands.taskfields import (
     ConcurrencyOpt,
     DependsOpt,
     DescriptionOpt,
+    EnvOpt,
     ExecutorOpt,
     MetadataOpt,
     MisfireOpt,
@@ -62,6 +63,7 @@ def create(
     misfire: MisfireOpt = None,
     description: DescriptionOpt = None,
     task_type: TaskTypeOpt = None,
+    env: EnvOpt = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     output: OutputOpt = None,
 ) -> None:
@@ -93,6 +95,7 @@ def create(
         description=description,
         task_type=task_type,
         status=TaskStatus.paused.value if paused else None,
+        env=env,
     )
     task = cli.client.create_task(body)
     cli.say(f"created task {task['id']} ({task['name']})", output)
@@ -174,6 +177,10 @@ def update(
     misfire: MisfireOpt = None,
     description: DescriptionOpt = None,
     task_type: TaskTypeOpt = None,
+    env: EnvOpt = None,
+    no_env: Annotated[
+        bool, typer.Option("--no-env", help="Remove the task's own variables.")
+    ] = False,
     output: OutputOpt = None,
 ) -> None:
     """Change a task: only the fields given change (lists are replaced)."""
@@ -197,7 +204,9 @@ def update(
         misfire=misfire,
         description=description,
         task_type=task_type,
+        env=env,
     )
+    clear(body, no_env, "environment", {}, "env")
     clear(body, no_schedule, "schedule", None, "schedule")
     clear(body, no_args, "arguments", [], "arg")
     clear(body, no_tags, "tags", [], "tag")

@@ -74,6 +74,14 @@ MetadataOpt = Annotated[
     str | None,
     typer.Option("--metadata", metavar="JSON", help='JSON object, e.g. \'{"owner": "ops"}\'.'),
 ]
+EnvOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--env",
+        metavar="NAME=VALUE",
+        help="Variable added to the runs' environment; repeat for more (replaces the set).",
+    ),
+]
 ConcurrencyOpt = Annotated[
     ConcurrencyPolicy | None,
     typer.Option("--concurrency", help="A fire while a run is active: allow, forbid, replace."),
@@ -116,6 +124,7 @@ def task_body(
     description: str | None = None,
     task_type: str | None = None,
     status: str | None = None,
+    env: list[str] | None = None,
 ) -> dict[str, Any]:
     """The API body for the flags given (dependencies resolved to ids)."""
     values: dict[str, Any] = {
@@ -136,11 +145,25 @@ def task_body(
         "description": description,
         "task_type": task_type,
         "status": status,
+        "environment": env_pairs(env),
     }
     body = {key: value for key, value in values.items() if value is not None}
     if depends_on is not None:
         body["dependencies"] = client.task_ids(depends_on)
     return body
+
+
+def env_pairs(values: list[str] | None) -> dict[str, str] | None:
+    """``--env NAME=VALUE`` flags as a table; the server checks the names."""
+    if values is None:
+        return None
+    table: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageProblem(f"--env: expected NAME=VALUE, got {item!r}")
+        table[name] = value
+    return table
 
 
 def clear(body: dict[str, Any], flag: bool, field: str, empty: Any, given: str) -> None:

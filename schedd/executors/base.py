@@ -47,6 +47,7 @@ class RunSpec:
     scheduled_for: datetime | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     worker_id: str = ""  # the worker that runs it (SCHED_WORKER_ID)
+    task_environment: Mapping[str, str] = field(default_factory=dict)  # the task's variables
 
     def environment(self) -> dict[str, str]:
         """The SCHED_* variables every child process gets."""

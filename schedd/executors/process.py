@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from schedd.config import WorkerSettings
 from schedd.executors.base import (
@@ -44,6 +44,7 @@ from schedd.executors.base import (
     kill_grace,
 )
 from schedd.executors.guard import Guard
+from schedd.executors.identity import RunUser, current_user
 
 log = logging.getLogger("schedd.executors")
 
@@ -55,23 +56,13 @@ SLICE = 0.2  # longest wait between looks at the stop flag and the deadline
 # process that left the group with setsid may hold it open forever).
 EOF_WAIT = 1.0
 
-# Variables of the worker that must not reach task processes: credentials and the
-# systemd notification socket (a task must not speak for the daemon).
-PRIVATE_VARIABLES = frozenset(
-    {
-        "DATABASE_URL",
-        "JWT_SECRET",
-        "RABBITMQ_URL",
-        "REDIS_URL",
-        "NOTIFY_SOCKET",
-        "LISTEN_FDS",
-        "LISTEN_PID",
-        "LISTEN_FDNAMES",
-        "WATCHDOG_USEC",
-        "WATCHDOG_PID",
-    }
-)
-PRIVATE_PREFIXES = ("SCHEDD_", "SCHED_")
+# The worker's variables a run gets (an allowlist: a secret added to the daemon's
+# environment tomorrow never reaches tasks); the run user's HOME, USER, LOGNAME and
+# SHELL, the SCHED_* run variables, ``worker.env_passthrough`` and the task's own
+# ``environment`` complete it.
+INHERITED_VARIABLES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ"})
+INHERITED_PREFIXES = ("LC_",)
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _subreaper_lock = threading.Lock()
@@ -134,15 +125,32 @@ def _child_setup(parent: int) -> Callable[[], None] | None:
     return setup
 
 
-def child_environment(spec: RunSpec, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment without its secrets, plus the SCHED_* variables."""
+def child_environment(
+    spec: RunSpec,
+    extra: Mapping[str, str] | None = None,
+    *,
+    user: RunUser | None = None,
+    passthrough: Iterable[str] = (),
+) -> dict[str, str]:
+    """A run's environment: the allowlist, then the task's variables, then SCHED_*.
+
+    From the worker's environment only PATH, LANG, LANGUAGE, TZ, LC_* and the names in
+    ``passthrough`` (``worker.env_passthrough``); HOME, USER, LOGNAME and SHELL are the
+    run user's (``user``, default the worker's own); ``extra`` is the executor's
+    (PYTHONUNBUFFERED); the task's ``environment`` may override all of those but not
+    the SCHED_* run variables, which come last.
+    """
+    allowed = set(passthrough)
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in PRIVATE_VARIABLES and not key.startswith(PRIVATE_PREFIXES)
+        if key in INHERITED_VARIABLES or key.startswith(INHERITED_PREFIXES) or key in allowed
     }
-    env.update(spec.environment())
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.update((user or current_user()).variables())
     env.update(extra or {})
+    env.update(spec.task_environment)
+    env.update(spec.environment())
     return env
 
 
@@ -219,7 +227,9 @@ class ProcessExecutor(Executor):
     def execute(self, spec: RunSpec, output: OutputSink, stop: StopSignal) -> Outcome:
         return run_process(
             self.argv(spec),
-            env=child_environment(spec, self.extra_environment(spec)),
+            env=child_environment(
+                spec, self.extra_environment(spec), passthrough=self.settings.env_passthrough
+            ),
             cwd=self.settings.working_directory,
             output=output,
             stop=stop,

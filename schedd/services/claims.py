@@ -81,6 +81,7 @@ class ClaimedRun:
     arguments: list[str]  # the run's own arguments if it has them, else the task's
     metadata: dict[str, Any]
     timeout_seconds: int | None  # the task's; None = [scheduler] task_timeout
+    environment: dict[str, str]  # the task's own variables
     priority: int
     retry_count: int
     scheduled_for: datetime | None
@@ -203,6 +204,7 @@ def _with_tasks(session: Session, worker_id: str, rows: Sequence[Any]) -> list[C
             tasks.c.arguments,
             tasks.c["metadata"],
             tasks.c.timeout_seconds,
+            tasks.c.environment,
         ).where(tasks.c.id.in_({row.task_id for row in rows}))
     ).all()
     by_id = {task.id: task for task in task_rows}
@@ -220,6 +222,7 @@ def _with_tasks(session: Session, worker_id: str, rows: Sequence[Any]) -> list[C
                 arguments=list(row.arguments if row.arguments is not None else task.arguments),
                 metadata=dict(task.metadata or {}),
                 timeout_seconds=task.timeout_seconds,
+                environment=dict(task.environment or {}),
                 priority=row.priority,
                 retry_count=row.retry_count,
                 scheduled_for=row.scheduled_for,

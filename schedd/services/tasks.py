@@ -290,7 +290,15 @@ def update_task(
     assert task.id is not None
     changes = data.model_dump(exclude_unset=True)
     _check_update_authority(session, task, changes, scopes)
-    for required in ("name", "executor", "command", "timezone", "priority", "status"):
+    for required in (
+        "name",
+        "executor",
+        "command",
+        "timezone",
+        "priority",
+        "status",
+        "environment",
+    ):
         if required in changes and changes[required] is None:
             raise InvalidInput(f"{required}: may not be null", field=required)
     if "name" in changes and _name_taken(session, changes["name"], task.id):

@@ -213,6 +213,7 @@ class WorkerRole:
             scheduled_for=claimed.scheduled_for or claimed.created_at,
             metadata=claimed.metadata,
             worker_id=self.worker_id,
+            task_environment=claimed.environment,
         )
         run = ActiveRun(claimed, spec, OutputCapture(self.settings.max_output_bytes))
         self.book.add(run)

@@ -850,3 +850,9 @@ def test_shipped_config_examples_are_valid(tmp_path: Path, env: dict[str, str]) 
 
     assert settings.scheduler.heartbeat_timeout == 90
     assert settings.auth.jwt_secret is not None
+
+
+@pytest.mark.parametrize("name", ["DATABASE_URL", "JWT_SECRET", "SCHEDD_API__PORT", "A-B", "1X"])
+def test_env_passthrough_refuses_the_daemon_secrets_and_bad_names(name: str) -> None:
+    with pytest.raises(ConfigError, match="worker.env_passthrough"):
+        load_settings(None, env={"SCHEDD_WORKER__ENV_PASSTHROUGH": f'["{name}"]'})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,13 +82,20 @@ def test_stdout_and_stderr_are_merged_in_order() -> None:
     assert output == "one\ntwo\nthree\n"
 
 
-def test_children_get_the_sched_variables_and_not_the_worker_secrets(
+# What sh sets by itself in any environment.
+SHELL_OWN = {"PWD", "SHLVL", "_", "OLDPWD"}
+
+
+def test_children_get_only_the_allowlist_and_the_sched_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@db/sched")
     monkeypatch.setenv("JWT_SECRET", "s" * 40)
     monkeypatch.setenv("SCHEDD_WORKER__ID", "w1")
-    monkeypatch.setenv("PLAIN_VARIABLE", "kept")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws")
+    monkeypatch.setenv("PGPASSWORD", "pg")
+    monkeypatch.setenv("LC_TIME", "C")
+    monkeypatch.setenv("TZ", "Europe/Berlin")
     scheduled = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
     outcome, output = run("env", attempt=2, scheduled_for=scheduled)
     assert outcome.ending is Ending.completed
@@ -96,8 +105,30 @@ def test_children_get_the_sched_variables_and_not_the_worker_secrets(
     assert env["SCHED_TASK_NAME"] == "nightly-report"
     assert env["SCHED_SCHEDULED_FOR"] == "2026-03-01T02:00:00Z"
     assert env["SCHED_ATTEMPT"] == "2"
-    assert env["PLAIN_VARIABLE"] == "kept"
-    assert not {"DATABASE_URL", "JWT_SECRET", "SCHEDD_WORKER__ID"} & env.keys()
+    assert (env["LC_TIME"], env["TZ"]) == ("C", "Europe/Berlin")
+    me = pwd.getpwuid(os.geteuid())
+    assert (env["HOME"], env["USER"], env["LOGNAME"]) == (me.pw_dir, me.pw_name, me.pw_name)
+    allowed = {"PATH", "LANG", "LANGUAGE", "TZ", "HOME", "USER", "LOGNAME", "SHELL"}
+    unexpected = {
+        name for name in env.keys() - allowed - SHELL_OWN if not name.startswith(("LC_", "SCHED_"))
+    }
+    assert unexpected == set()
+
+
+def test_passthrough_names_and_the_task_environment_reach_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    monkeypatch.setenv("NOT_LISTED", "hidden")
+    settings = WorkerSettings(env_passthrough=["HTTPS_PROXY"])
+    task_env = {"REPORT_DIR": "/srv/reports", "PATH": "/opt/tool/bin:/usr/bin:/bin"}
+    outcome, output = run("env", settings=settings, task_environment=task_env)
+    assert outcome.ending is Ending.completed
+    env = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+    assert env["HTTPS_PROXY"] == "http://proxy:3128"
+    assert env["REPORT_DIR"] == "/srv/reports"
+    assert env["PATH"] == "/opt/tool/bin:/usr/bin:/bin"
+    assert "NOT_LISTED" not in env
 
 
 def test_the_configured_working_directory_is_used(tmp_path: Path) -> None:

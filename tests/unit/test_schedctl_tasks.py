@@ -23,7 +23,7 @@ def test_create_takes_every_field_as_a_flag(cli: Cli) -> None:
         "--priority", "high", "--retries", "3", "--retry-delay", "2.5", "--timeout", "600",
         "--depends-on", "extract", "--metadata", '{"owner": "ops"}', "--concurrency", "forbid",
         "--misfire", "skip", "--description", "Daily report", "--task-type", "reports",
-        "--paused",
+        "--env", "REPORT_DIR=/srv/r", "--env", "EMPTY=", "--paused",
     )  # fmt: skip
     assert {k: v for k, v in task.items() if k not in ("id", "created_at", "updated_at")} == {
         "name": "report",
@@ -46,6 +46,7 @@ def test_create_takes_every_field_as_a_flag(cli: Cli) -> None:
         "dependencies": [1],
         "tags": ["daily", "db"],
         "metadata": {"owner": "ops"},
+        "environment": {"REPORT_DIR": "/srv/r", "EMPTY": ""},
     }
 
 
@@ -199,3 +200,13 @@ def test_database_url_variable_selects_direct_mode(cli: Cli) -> None:
     result = cli("-o", "json", "task", "list", direct=False, env={"DATABASE_URL": cli.db_url})
     assert result.exit_code == 0, result.output
     assert '"total": 0' in result.stdout
+
+
+def test_env_flags_replace_and_clear_the_task_environment(cli: Cli) -> None:
+    cli("task", "create", "backup", "env", "--env", "A=1")
+    assert cli.json("task", "update", "backup", "--env", "B=2")["environment"] == {"B": "2"}
+    assert cli.json("task", "update", "backup", "--no-env")["environment"] == {}
+    result = cli("task", "update", "backup", "--env", "novalue")
+    assert result.exit_code == 2 and "NAME=VALUE" in one_line(result)
+    bad = cli("task", "update", "backup", "--env", "SCHED_RUN_ID=1")
+    assert bad.exit_code != 0 and "environment" in one_line(bad)
