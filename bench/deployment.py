@@ -10,6 +10,7 @@ same broker measures nothing of ours, nor we of it.
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -52,6 +53,8 @@ def child_env(home: Path) -> dict[str, str]:
     }
     env["HOME"] = str(home)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    # Workers run tasks as the bench's own user (a root worker must name one).
+    env["SCHEDD_WORKER__RUN_AS"] = pwd.getpwuid(os.geteuid()).pw_name
     return env
 
 

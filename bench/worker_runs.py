@@ -11,6 +11,8 @@ start until the last run is recorded completed, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import argparse
+import os
+import pwd
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +57,8 @@ def measure(backend: str, count: int, concurrency: int) -> dict[str, Any]:
                 "HOME": str(Path(home)),
                 "SCHEDD_WORKER__MAX_CONCURRENT_TASKS": str(concurrency),
                 "SCHEDD_WORKER__HEARTBEAT_INTERVAL": "1",
+                # The bench's own user: no switch (a root worker must name one).
+                "SCHEDD_WORKER__RUN_AS": pwd.getpwuid(os.geteuid()).pw_name,
             }
         )
         broker = DatabaseBroker(settings, db)

@@ -64,6 +64,8 @@ def task_detail(task: Json) -> Table:
         ("tags", r.plain(task.get("tags"))),
         ("metadata", Text(r.plain(task.get("metadata")))),
         ("environment", Text(" ".join(sorted(task.get("environment") or {})) or "-")),
+        ("run as", Text(task.get("run_as") or "- (the worker's run_as)")),
+        ("working dir", Text(task.get("working_dir") or "- (the run user's home)")),
         ("created", r.when(task["created_at"], now)),
         ("updated", r.when(task["updated_at"], now)),
     ]

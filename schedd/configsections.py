@@ -59,6 +59,10 @@ SEED_VARIABLES: dict[str, str] = {
     "SCHEDD_LOG": "observability.log_level",
 }
 BROKER_VARIABLES = {"rabbitmq": "RABBITMQ_URL", "redis": "REDIS_URL"}
+# ``user`` or ``user:group``: names or numbers, as the task field accepts them.
+RUN_AS_PATTERN = re.compile(
+    r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"
+)
 # Variables that carry the daemon's secrets: never passed through to tasks.
 DAEMON_SECRETS = frozenset({"DATABASE_URL", "JWT_SECRET", "RABBITMQ_URL", "REDIS_URL"})
 
@@ -255,6 +259,23 @@ class WorkerSettings(Section):
     fence_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
     http_allow: list[str] = Field(default_factory=list, max_length=1000)
     env_passthrough: Annotated[list[str], Unique] = Field(default_factory=list)
+    run_as: str | None = None
+    allowed_run_as: Annotated[list[str], Unique] = Field(default_factory=list)
+
+    @field_validator("run_as")
+    @classmethod
+    def _user_spec(cls, value: str | None) -> str | None:
+        if value is not None and not RUN_AS_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not user or user:group")
+        return value
+
+    @field_validator("allowed_run_as")
+    @classmethod
+    def _user_specs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not RUN_AS_PATTERN.match(item):
+                raise ValueError(f"{item!r} is not user or user:group")
+        return value
 
     @field_validator("env_passthrough")
     @classmethod

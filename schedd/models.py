@@ -164,6 +164,10 @@ class Task(SQLModel, table=True):
         default_factory=dict,
         sa_column=sa.Column(json_type(), nullable=False, server_default=sa.text("'{}'")),
     )
+    # The user (user[:group]) runs execute as, from the worker's allowed_run_as; None:
+    # the worker's run_as. The directory runs start in; None: the run user's home.
+    run_as: str | None = Field(default=None, max_length=65)
+    working_dir: str | None = Field(default=None, max_length=4096)
 
 
 class TaskDependency(SQLModel, table=True):

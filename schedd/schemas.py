@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from schedd.configsections import RUN_AS_PATTERN
 from schedd.errors import InvalidInput
 from schedd.models import (
     ConcurrencyPolicy,
@@ -94,6 +95,14 @@ def _check_environment(values: dict[str, str]) -> dict[str, str]:
     return values
 
 
+def _check_working_dir(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path")
+    if "\0" in value or any(part in (".", "..") for part in value.split("/")):
+        raise ValueError("must be a plain absolute path (no NUL, no . or .. parts)")
+    return value
+
+
 class _TaskFields(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -111,6 +120,18 @@ class _TaskFields(BaseModel):
     @classmethod
     def _environment(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return None if value is None else _check_environment(value)
+
+    @field_validator("run_as", check_fields=False)
+    @classmethod
+    def _run_as(cls, value: str | None) -> str | None:
+        if value is not None and not RUN_AS_PATTERN.match(value):
+            raise ValueError("must be user or user:group (names or numbers)")
+        return value
+
+    @field_validator("working_dir", check_fields=False)
+    @classmethod
+    def _working_dir(cls, value: str | None) -> str | None:
+        return None if value is None else _check_working_dir(value)
 
     @field_validator("dependencies", check_fields=False)
     @classmethod
@@ -143,6 +164,14 @@ class TaskCreate(_TaskFields):
         default_factory=dict,
         description="Variables added to the run's environment (beside the allowlist).",
     )
+    run_as: str | None = Field(
+        default=None,
+        max_length=65,
+        description="user[:group] runs execute as; one of the worker's allowed_run_as.",
+    )
+    working_dir: str | None = Field(
+        default=None, max_length=4096, description="Absolute directory runs start in."
+    )
 
 
 class TaskUpdate(_TaskFields):
@@ -167,6 +196,8 @@ class TaskUpdate(_TaskFields):
     tags: list[str] | None = Field(default=None, max_length=50)
     metadata: dict[str, Any] | None = None
     environment: dict[str, str] | None = None
+    run_as: str | None = Field(default=None, max_length=65)
+    working_dir: str | None = Field(default=None, max_length=4096)
 
 
 class TaskRead(BaseModel):
@@ -196,6 +227,8 @@ class TaskRead(BaseModel):
     tags: list[str]
     metadata: dict[str, Any]
     environment: dict[str, str]
+    run_as: str | None
+    working_dir: str | None
 
     @classmethod
     def of(cls, task: Task, dependencies: list[int]) -> TaskRead:

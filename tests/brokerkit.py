@@ -30,6 +30,7 @@ from schedd.scheduler import sweeper
 from schedd.services.runs import dispatch
 from schedd.types import utcnow
 from schedd.worker.role import WorkerRole
+from tests.proc import RUN_AS_SELF
 
 runs_table = TaskRun.__table__  # type: ignore[attr-defined]
 
@@ -40,6 +41,7 @@ def broker_settings(kind: str, url: str, db_url: str, home: Path, **worker: str)
         "HOME": str(home),
         "SCHEDD_WORKER__HEARTBEAT_INTERVAL": "0.5",
         "SCHEDD_WORKER__MAX_CONCURRENT_TASKS": "16",
+        **RUN_AS_SELF,
         **{f"SCHEDD_WORKER__{key.upper()}": value for key, value in worker.items()},
     }
     if kind != "database":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -27,8 +28,14 @@ _LEAKY = {
 }
 
 
+# Tests start workers as whoever runs them (root in CI): a worker that could switch
+# users must be told whom to run tasks as, so name ourselves (no switch happens).
+RUN_AS_SELF = {"SCHEDD_WORKER__RUN_AS": pwd.getpwuid(os.geteuid()).pw_name}
+
+
 def isolated_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """os.environ without sched's variables, with HOME (and XDG dirs) under ``home``."""
+    """os.environ without sched's variables, with HOME (and XDG dirs) under ``home``,
+    and workers running tasks as this user (:data:`RUN_AS_SELF`)."""
     env = {
         k: v for k, v in os.environ.items() if k not in _LEAKY and not k.startswith(_LEAKY_PREFIXES)
     }
@@ -36,6 +43,7 @@ def isolated_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str
     env["XDG_DATA_HOME"] = str(home / ".local" / "share")
     env["XDG_CONFIG_HOME"] = str(home / ".config")
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(RUN_AS_SELF)
     env.update(extra or {})
     return env
 

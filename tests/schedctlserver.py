@@ -54,9 +54,9 @@ def _healthy(url: str) -> bool:
 
 
 @contextmanager
-def running_schedd(home: Path) -> Iterator[Server]:
+def running_schedd(home: Path, extra: dict[str, str] | None = None) -> Iterator[Server]:
     port = free_port()
-    env = isolated_env(home, {"API_PORT": str(port)})
+    env = isolated_env(home, {"API_PORT": str(port), **(extra or {})})
     log = (home / "schedd.log").open("w")
     proc = subprocess.Popen(
         schedd("run"), env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, text=True

@@ -20,6 +20,7 @@ from schedd.models import Priority, RunStatus, Task, TaskRun
 from schedd.schemas import TaskCreate, validated
 from schedd.services import tasks
 from schedd.worker.role import WorkerRole
+from tests.proc import RUN_AS_SELF
 
 # Short enough for quick tests, with room for a slow heartbeat on a busy CI machine: a
 # fence of 2 intervals trips when one heartbeat is 0.2 s late.
@@ -29,6 +30,7 @@ FAST_WORKER = {
     "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "1.5",
     "SCHEDD_WORKER__KILL_GRACE_SECONDS": "1",
     "SCHEDD_WORKER__DRAIN_GRACE_SECONDS": "5",
+    **RUN_AS_SELF,
 }
 
 _names = iter(range(1, 1_000_000))

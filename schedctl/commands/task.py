@@ -22,11 +22,13 @@ from schedctl.commands.taskfields import (
     PriorityOpt,
     RetriesOpt,
     RetryDelayOpt,
+    RunAsOpt,
     ScheduleOpt,
     TagOpt,
     TaskTypeOpt,
     TimeoutOpt,
     TzOpt,
+    WorkingDirOpt,
     clear,
     task_body,
 )
@@ -64,6 +66,8 @@ def create(
     description: DescriptionOpt = None,
     task_type: TaskTypeOpt = None,
     env: EnvOpt = None,
+    run_as: RunAsOpt = None,
+    working_dir: WorkingDirOpt = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     output: OutputOpt = None,
 ) -> None:
@@ -96,6 +100,8 @@ def create(
         task_type=task_type,
         status=TaskStatus.paused.value if paused else None,
         env=env,
+        run_as=run_as,
+        working_dir=working_dir,
     )
     task = cli.client.create_task(body)
     cli.say(f"created task {task['id']} ({task['name']})", output)
@@ -181,6 +187,14 @@ def update(
     no_env: Annotated[
         bool, typer.Option("--no-env", help="Remove the task's own variables.")
     ] = False,
+    run_as: RunAsOpt = None,
+    no_run_as: Annotated[
+        bool, typer.Option("--no-run-as", help="Run as the worker's run_as again.")
+    ] = False,
+    working_dir: WorkingDirOpt = None,
+    no_working_dir: Annotated[
+        bool, typer.Option("--no-working-dir", help="Start runs in the default directory.")
+    ] = False,
     output: OutputOpt = None,
 ) -> None:
     """Change a task: only the fields given change (lists are replaced)."""
@@ -205,8 +219,12 @@ def update(
         description=description,
         task_type=task_type,
         env=env,
+        run_as=run_as,
+        working_dir=working_dir,
     )
     clear(body, no_env, "environment", {}, "env")
+    clear(body, no_run_as, "run_as", None, "run-as")
+    clear(body, no_working_dir, "working_dir", None, "working-dir")
     clear(body, no_schedule, "schedule", None, "schedule")
     clear(body, no_args, "arguments", [], "arg")
     clear(body, no_tags, "tags", [], "tag")

@@ -82,6 +82,20 @@ EnvOpt = Annotated[
         help="Variable added to the runs' environment; repeat for more (replaces the set).",
     ),
 ]
+RunAsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--run-as",
+        metavar="USER[:GROUP]",
+        help="Run as this user (one of the worker's allowed_run_as; default its run_as).",
+    ),
+]
+WorkingDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--working-dir", metavar="DIR", help="Absolute directory runs start in (default: home)."
+    ),
+]
 ConcurrencyOpt = Annotated[
     ConcurrencyPolicy | None,
     typer.Option("--concurrency", help="A fire while a run is active: allow, forbid, replace."),
@@ -125,6 +139,8 @@ def task_body(
     task_type: str | None = None,
     status: str | None = None,
     env: list[str] | None = None,
+    run_as: str | None = None,
+    working_dir: str | None = None,
 ) -> dict[str, Any]:
     """The API body for the flags given (dependencies resolved to ids)."""
     values: dict[str, Any] = {
@@ -146,6 +162,8 @@ def task_body(
         "task_type": task_type,
         "status": status,
         "environment": env_pairs(env),
+        "run_as": run_as,
+        "working_dir": working_dir,
     }
     body = {key: value for key, value in values.items() if value is not None}
     if depends_on is not None:

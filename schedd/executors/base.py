@@ -48,6 +48,8 @@ class RunSpec:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     worker_id: str = ""  # the worker that runs it (SCHED_WORKER_ID)
     task_environment: Mapping[str, str] = field(default_factory=dict)  # the task's variables
+    run_as: str | None = None  # the task's run user (user[:group]); None: the worker's
+    working_dir: str | None = None  # the task's directory; None: the worker's choice
 
     def environment(self) -> dict[str, str]:
         """The SCHED_* variables every child process gets."""

@@ -3,8 +3,8 @@
 Every run's process starts a new session (so it leads its own process group) with
 PR_SET_PDEATHSIG(SIGKILL), so it dies with the worker thread that started it (set by
 util-linux ``setpriv`` where it works, else by prctl() in a preexec_fn: see
-:func:`_launch`); the worker's :class:`~schedd.executors.guard.Guard` kills the rest of
-the group then.
+:mod:`.launch`, which also drops privileges to the run user); the worker's
+:class:`~schedd.executors.guard.Guard` kills the rest of the group then.
 Timeout and stop send SIGTERM to the whole group and SIGKILL after the grace. When the
 group's first process exits by itself, whatever it left running in the group (a
 forgotten ``&``) gets the same treatment: a run ends with its process group.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import logging
 import os
 import select
@@ -29,7 +28,7 @@ import sys
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from schedd.config import WorkerSettings
 from schedd.executors.base import (
@@ -45,10 +44,11 @@ from schedd.executors.base import (
 )
 from schedd.executors.guard import Guard
 from schedd.executors.identity import RunUser, current_user
+from schedd.executors.launch import launch_command
+from schedd.executors.runas import RunAsRefused, RunUsers, working_directory
 
 log = logging.getLogger("schedd.executors")
 
-PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 READ_SIZE = 65_536
 SLICE = 0.2  # longest wait between looks at the stop flag and the deadline
@@ -78,51 +78,6 @@ def become_subreaper() -> None:
         if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             log.warning("cannot become a child subreaper: %s", os.strerror(ctypes.get_errno()))
         _subreaper = True
-
-
-@functools.cache
-def _setpriv() -> list[str] | None:
-    """``setpriv --pdeathsig KILL --`` (util-linux 2.33+) if it works here, else None."""
-    path = shutil.which("setpriv")
-    if path is None or _libc is None:
-        return None
-    prefix = [path, "--pdeathsig", "KILL", "--"]
-    try:
-        subprocess.run([*prefix, "true"], check=True, capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return prefix
-
-
-def _launch(argv: Sequence[str]) -> tuple[list[str], Callable[[], None] | None]:
-    """argv and preexec_fn that make the run's process die with the worker (Linux).
-
-    PR_SET_PDEATHSIG is set in the child between fork and exec. ``setpriv`` does it and
-    then execs the command; only without it does a preexec_fn call prctl() itself,
-    because any preexec_fn makes CPython fork (not vfork) while holding the GIL, which
-    measured 4-5 times slower per run on a busy worker.
-    """
-    prefix = _setpriv()
-    if prefix is not None:
-        return [*prefix, *argv], None
-    return list(argv), _child_setup(os.getpid())
-
-
-def _child_setup(parent: int) -> Callable[[], None] | None:
-    """The preexec_fn of run processes without setpriv: die with the worker (Linux).
-
-    Only a prctl() runs between fork and exec, so it is safe beside the worker's threads.
-    """
-    libc = _libc
-    if libc is None:
-        return None
-
-    def setup() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the worker died before prctl took effect
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return setup
 
 
 def child_environment(
@@ -217,6 +172,7 @@ class ProcessExecutor(Executor):
     def __init__(self, settings: WorkerSettings, guard: Guard | None = None) -> None:
         self.settings = settings
         self.guard = guard
+        self.users = RunUsers.from_settings(settings)
 
     @abstractmethod
     def argv(self, spec: RunSpec) -> list[str]: ...
@@ -225,17 +181,24 @@ class ProcessExecutor(Executor):
         return {}
 
     def execute(self, spec: RunSpec, output: OutputSink, stop: StopSignal) -> Outcome:
+        try:
+            user = self.users.pick(spec.run_as)
+            cwd = working_directory(user, spec.working_dir, self.settings.working_directory)
+        except RunAsRefused as exc:
+            return Outcome(Ending.failed, error=str(exc))
+        env = child_environment(
+            spec, self.extra_environment(spec), user=user, passthrough=self.settings.env_passthrough
+        )
         return run_process(
             self.argv(spec),
-            env=child_environment(
-                spec, self.extra_environment(spec), passthrough=self.settings.env_passthrough
-            ),
-            cwd=self.settings.working_directory,
+            env=env,
+            cwd=cwd,
             output=output,
             stop=stop,
             timeout=spec.timeout,
             grace=self.settings.kill_grace_seconds,
             guard=self.guard,
+            user=user,
         )
 
 
@@ -249,8 +212,10 @@ def run_process(
     timeout: float,
     grace: float,
     guard: Guard | None = None,
+    user: RunUser | None = None,
 ) -> Outcome:
-    """Run ``argv`` in its own process group until it and its group are gone."""
+    """Run ``argv`` in its own process group, as ``user`` (None: the worker's own, with
+    no capabilities), until it and its group are gone."""
     become_subreaper()
     started = time.monotonic()
     program = argv[0]
@@ -258,7 +223,7 @@ def run_process(
         program, path=env.get("PATH", os.defpath)
     ):
         return Outcome(Ending.failed, error=f"could not start {program!r}: no such program")
-    command, preexec = _launch(argv)
+    command, preexec = launch_command(argv, user)
     try:
         proc = subprocess.Popen(
             command,

@@ -82,6 +82,8 @@ class ClaimedRun:
     metadata: dict[str, Any]
     timeout_seconds: int | None  # the task's; None = [scheduler] task_timeout
     environment: dict[str, str]  # the task's own variables
+    run_as: str | None  # the task's run user; None: the worker's
+    working_dir: str | None
     priority: int
     retry_count: int
     scheduled_for: datetime | None
@@ -205,6 +207,8 @@ def _with_tasks(session: Session, worker_id: str, rows: Sequence[Any]) -> list[C
             tasks.c["metadata"],
             tasks.c.timeout_seconds,
             tasks.c.environment,
+            tasks.c.run_as,
+            tasks.c.working_dir,
         ).where(tasks.c.id.in_({row.task_id for row in rows}))
     ).all()
     by_id = {task.id: task for task in task_rows}
@@ -223,6 +227,8 @@ def _with_tasks(session: Session, worker_id: str, rows: Sequence[Any]) -> list[C
                 metadata=dict(task.metadata or {}),
                 timeout_seconds=task.timeout_seconds,
                 environment=dict(task.environment or {}),
+                run_as=task.run_as,
+                working_dir=task.working_dir,
                 priority=row.priority,
                 retry_count=row.retry_count,
                 scheduled_for=row.scheduled_for,

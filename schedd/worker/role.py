@@ -29,7 +29,9 @@ from schedd.daemon import Context
 from schedd.errors import ConfigError, NotFound, Unavailable, first_line
 from schedd.executors.base import RunSpec, StopReason
 from schedd.executors.guard import Guard
+from schedd.executors.identity import current_user
 from schedd.executors.registry import create_executors
+from schedd.executors.runas import check_run_as
 from schedd.metrics import RUN_DURATION
 from schedd.services import workers
 from schedd.services.claims import ClaimedRun
@@ -69,6 +71,7 @@ def check_settings(settings: Settings, *, host: bool = True) -> None:
         raise ConfigError(
             source, "worker.python_interpreter", f"{interpreter!r} is not an executable"
         )
+    check_run_as(settings)
 
 
 class WorkerRole:
@@ -214,6 +217,8 @@ class WorkerRole:
             metadata=claimed.metadata,
             worker_id=self.worker_id,
             task_environment=claimed.environment,
+            run_as=claimed.run_as,
+            working_dir=claimed.working_dir,
         )
         run = ActiveRun(claimed, spec, OutputCapture(self.settings.max_output_bytes))
         self.book.add(run)
@@ -241,6 +246,23 @@ class WorkerRole:
                 "task_id": run.claimed.task_id,
                 "worker_id": self.worker_id,
             },
+        )
+
+    def _log_run_user(self) -> None:
+        user = check_run_as(self.ctx.settings) or current_user()
+        if self.settings.run_as:
+            how = "worker.run_as"
+        elif self.ctx.settings.is_embedded:
+            how = "the invoking user (embedded default; set worker.run_as to change it)"
+        else:
+            how = "the worker's own user (it cannot switch users)"
+        log.info(
+            "tasks run as %s (uid %d, gid %d): %s; tasks may also choose: %s",
+            user.name,
+            user.uid,
+            user.gid,
+            how,
+            ", ".join(self.settings.allowed_run_as) or "nothing else",
         )
 
     def _on_fence(self) -> None:

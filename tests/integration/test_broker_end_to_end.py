@@ -227,6 +227,7 @@ def test_a_sigkilled_redis_workers_pending_entries_are_claimed_by_another(
         "SCHEDD_MESSAGE_QUEUE__CLAIM_IDLE_SECONDS": "1",
         "SCHEDD_WORKER__TASK_TYPES": task_type,
         "SCHEDD_WORKER__MAX_CONCURRENT_TASKS": "4",
+        **proc.RUN_AS_SELF,
     }
     publisher = RedisBroker(load_settings(env={**env, "HOME": str(tmp_path)}))
     stream = publisher.stream(task_type, 1)  # the default namespace, as `schedd run` uses

@@ -291,6 +291,9 @@ def test_a_write_only_caller_may_create_unscheduled_or_paused_tasks(db: Database
         {"arguments": ["x"]},
         {"executor": "python"},
         {"metadata": {"http": {"method": "POST"}}},
+        {"run_as": "root"},
+        {"working_dir": "/etc"},
+        {"environment": {"LD_PRELOAD": "/tmp/x.so"}},
     ],
 )
 def test_changing_what_a_scheduled_task_runs_needs_task_execute(

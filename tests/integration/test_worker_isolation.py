@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import pwd
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from schedd.db import Database
 from schedd.services import output
+from tests.userkit import system_user
 from tests.workerkit import add_run, make_task, running_worker, wait_for_status
 
 
@@ -35,3 +40,105 @@ def test_a_run_gets_its_task_environment_and_none_of_the_worker_secrets(
     assert env["HTTPS_PROXY"] == "http://proxy:3128"
     assert env["SCHED_RUN_ID"] == str(run_id)
     assert not {"JWT_SECRET", "AWS_SECRET_ACCESS_KEY", "DATABASE_URL"} & env.keys()
+
+
+IDENTITY = (
+    'echo "uid=$(id -u) gid=$(id -g) groups=$(id -G) home=$HOME user=$USER pwd=$(pwd)"; '
+    "grep -E '^(CapInh|CapPrm|CapEff|CapAmb|NoNewPrivs):' /proc/self/status"
+)
+
+
+def fields_of(text: str) -> dict[str, str]:
+    pairs = [word.split("=", 1) for word in text.split() if "=" in word]
+    lines = [line.split(":", 1) for line in text.splitlines() if ":" in line]
+    return {**{k: v for k, v in pairs}, **{k: v.strip() for k, v in lines}}
+
+
+@pytest.fixture
+def run_user() -> Iterator[pwd.struct_passwd]:
+    with system_user() as user:
+        yield user
+
+
+def test_a_run_executes_as_run_as_with_no_privilege_in_its_home(
+    db: Database, tmp_path: Path, run_user: pwd.struct_passwd
+) -> None:
+    run_id = add_run(db, make_task(db, IDENTITY))
+    with running_worker(db, tmp_path, run_as=run_user.pw_name):
+        done = wait_for_status(db, run_id, {"completed", "failed"}, 15)
+    text = output_of(db, run_id)
+    assert done.status == "completed", text
+    seen = fields_of(text)
+    assert seen["uid"] == str(run_user.pw_uid)
+    assert seen["gid"] == str(run_user.pw_gid)
+    assert seen["groups"] == str(run_user.pw_gid)  # root's groups are gone
+    assert (seen["home"], seen["user"], seen["pwd"]) == (
+        run_user.pw_dir,
+        run_user.pw_name,
+        run_user.pw_dir,
+    )
+    for capability in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+        assert int(seen[capability], 16) == 0, capability
+    assert seen["NoNewPrivs"] == "1"
+
+
+def test_a_run_user_cannot_read_root_only_files(
+    db: Database, tmp_path: Path, run_user: pwd.struct_passwd
+) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="sched-iso-"))
+    try:
+        shared.chmod(0o755)
+        (shared / "secret").write_text("root-only\n")
+        (shared / "secret").chmod(0o600)
+        (shared / "open").write_text("anyone\n")
+        (shared / "open").chmod(0o644)
+        data = shared / "data"
+        data.mkdir(mode=0o700)
+        (data / "admin.key").write_text("scheduler_" + "a" * 32)
+        (data / "admin.key").chmod(0o644)  # readable, but the directory is closed
+        command = f"cat {shared}/open; cat {shared}/secret; cat {data}/admin.key; ls {data}"
+        run_id = add_run(db, make_task(db, command))
+        with running_worker(db, tmp_path, run_as=run_user.pw_name):
+            wait_for_status(db, run_id, {"completed", "failed"}, 15)
+        text = output_of(db, run_id)
+    finally:
+        shutil.rmtree(shared)
+    assert "anyone" in text  # the run user reaches the directory: the denials are real
+    assert "root-only" not in text and "scheduler_" not in text
+    assert text.count("Permission denied") == 3, text
+
+
+def test_a_task_picks_run_as_only_from_allowed_run_as(
+    db: Database, tmp_path: Path, run_user: pwd.struct_passwd
+) -> None:
+    with system_user() as other:
+        allowed = add_run(db, make_task(db, "id -un", run_as=other.pw_name))
+        refused = add_run(db, make_task(db, "id -un", run_as="root"))
+        with running_worker(
+            db, tmp_path, run_as=run_user.pw_name, allowed_run_as=f'["{other.pw_name}"]'
+        ):
+            wait_for_status(db, allowed, "completed", 15)
+            failed = wait_for_status(db, refused, "failed", 15)
+        assert output_of(db, allowed).strip() == other.pw_name
+    assert failed.error_message is not None
+    assert "run_as 'root' is not in this worker's allowed_run_as" in failed.error_message
+    assert output_of(db, refused) == ""
+
+
+def test_working_dir_must_exist_and_be_open_to_the_run_user(
+    db: Database, tmp_path: Path, run_user: pwd.struct_passwd
+) -> None:
+    closed = Path(tempfile.mkdtemp(prefix="sched-closed-"))  # 0700, root's
+    try:
+        ok = add_run(db, make_task(db, "pwd", working_dir="/tmp"))
+        missing = add_run(db, make_task(db, "pwd", working_dir="/nonexistent/dir"))
+        refused = add_run(db, make_task(db, "pwd", working_dir=str(closed)))
+        with running_worker(db, tmp_path, run_as=run_user.pw_name):
+            wait_for_status(db, ok, "completed", 15)
+            gone = wait_for_status(db, missing, "failed", 15)
+            denied = wait_for_status(db, refused, "failed", 15)
+    finally:
+        closed.rmdir()
+    assert output_of(db, ok).strip() == "/tmp"
+    assert gone.error_message == "working_dir /nonexistent/dir is not a directory on this worker"
+    assert denied.error_message == f"working_dir {closed} is not accessible to {run_user.pw_name}"

@@ -131,7 +131,7 @@ def test_the_guard_kills_registered_groups_when_the_worker_goes_away() -> None:
 WORKER_SCRIPT = """
 import sys
 from schedd.config import WorkerSettings
-from schedd.executors import process
+from schedd.executors import launch
 from schedd.executors.base import StopSignal
 from schedd.executors.guard import Guard
 from schedd.executors.shell import ShellExecutor
@@ -148,7 +148,7 @@ if mode == "guard":
     guard = Guard()
     guard.start()
 elif mode == "preexec":
-    process._setpriv = lambda: None  # no setpriv: prctl() in a preexec_fn
+    launch.setpriv_prefix = lambda: None  # no setpriv: prctl() in a preexec_fn
 ShellExecutor(WorkerSettings(), guard).execute(spec(command), Echo(), StopSignal())
 """
 

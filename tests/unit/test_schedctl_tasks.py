@@ -23,7 +23,8 @@ def test_create_takes_every_field_as_a_flag(cli: Cli) -> None:
         "--priority", "high", "--retries", "3", "--retry-delay", "2.5", "--timeout", "600",
         "--depends-on", "extract", "--metadata", '{"owner": "ops"}', "--concurrency", "forbid",
         "--misfire", "skip", "--description", "Daily report", "--task-type", "reports",
-        "--env", "REPORT_DIR=/srv/r", "--env", "EMPTY=", "--paused",
+        "--env", "REPORT_DIR=/srv/r", "--env", "EMPTY=", "--run-as", "reports:staff",
+        "--working-dir", "/srv/r", "--paused",
     )  # fmt: skip
     assert {k: v for k, v in task.items() if k not in ("id", "created_at", "updated_at")} == {
         "name": "report",
@@ -47,6 +48,8 @@ def test_create_takes_every_field_as_a_flag(cli: Cli) -> None:
         "tags": ["daily", "db"],
         "metadata": {"owner": "ops"},
         "environment": {"REPORT_DIR": "/srv/r", "EMPTY": ""},
+        "run_as": "reports:staff",
+        "working_dir": "/srv/r",
     }
 
 
@@ -210,3 +213,14 @@ def test_env_flags_replace_and_clear_the_task_environment(cli: Cli) -> None:
     assert result.exit_code == 2 and "NAME=VALUE" in one_line(result)
     bad = cli("task", "update", "backup", "--env", "SCHED_RUN_ID=1")
     assert bad.exit_code != 0 and "environment" in one_line(bad)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "field"),
+    [("--run-as", "bad user", "run_as"), ("--working-dir", "relative/dir", "working_dir")],
+)
+def test_bad_isolation_fields_are_one_line_naming_the_field(
+    cli: Cli, flag: str, value: str, field: str
+) -> None:
+    result = cli("task", "create", "backup", "true", flag, value)
+    assert result.exit_code != 0 and field in one_line(result)

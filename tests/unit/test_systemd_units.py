@@ -64,6 +64,25 @@ def test_worker_units_let_the_worker_drain(name: str) -> None:
     assert service["ProtectSystem"] == "full"
 
 
+@pytest.mark.parametrize("name", [n for n, roles in UNITS.items() if "worker" in roles])
+def test_worker_units_may_switch_users_and_own_their_cgroup(name: str) -> None:
+    """Just what run isolation needs: switch to worker.run_as, signal its processes,
+    make per-run cgroups under the delegated unit cgroup; tasks get none of it."""
+    service = load(name)["Service"]
+    wanted = {"CAP_SETUID", "CAP_SETGID", "CAP_KILL"}
+    assert set(service["AmbientCapabilities"].split()) == wanted
+    assert set(service["CapabilityBoundingSet"].split()) == wanted
+    assert service["Delegate"] == "yes"
+    assert service["ProtectControlGroups"] == "no"  # else the delegated cgroup is read-only
+    assert service["StateDirectoryMode"] == "0700"
+
+
+@pytest.mark.parametrize("name", [n for n, roles in UNITS.items() if "worker" not in roles])
+def test_units_without_a_worker_hold_no_capability(name: str) -> None:
+    service = load(name)["Service"]
+    assert "AmbientCapabilities" not in service and "Delegate" not in service
+
+
 def test_each_worker_instance_gets_its_own_id() -> None:
     environment = load("schedd-worker@.service")["Service"]["Environment"]
     assert environment.startswith("SCHEDD_WORKER__ID=") and "%i" in environment
