@@ -113,7 +113,13 @@ def trigger_task(
 ) -> RunRead:
     """Create a pending run now; it is handed to the broker once committed."""
     arguments = body.arguments if body is not None else None
-    run = lifecycle.trigger_task(session, ref, arguments=arguments, actor=caller.actor)
+    run = lifecycle.trigger_task(
+        session,
+        ref,
+        arguments=arguments,
+        actor=caller.actor,
+        wake_schedulers=state.broker is None,
+    )
     after_commit(session, partial(runs.dispatch, state.db, state.broker, [runs.message_of(run)]))
     return run
 

@@ -5,8 +5,13 @@ Contract, beyond :mod:`schedd.brokers.base`:
 - Queue ``<namespace>.runs.<task_type>`` is declared durable with ``x-max-priority`` 4
   (idempotently, by every thread that uses it); a message's AMQP priority is
   ``Message.priority`` (0..3), its body the run id; messages are persistent.
-- ``publish`` uses publisher confirms: it returns only when RabbitMQ accepted every
-  message. When the connection is down it reconnects with backoff for at most
+- ``publish`` sends a batch in one AMQP transaction on a publishing channel of its own
+  (``tx.select``; all messages, then one ``tx.commit``): it returns only when RabbitMQ
+  has accepted and stored every message of the batch, with one round trip (and one
+  disk sync) per batch instead of one confirm wait per message. A batch that fails
+  before the commit is not enqueued at all and is sent again whole; a message returned
+  as unroutable (its queue was deleted meanwhile) is declared and sent again.
+  When the connection is down it reconnects with backoff for at most
   ``publish_deadline`` seconds, then raises ``Unavailable`` (the outbox sweeper
   republishes later; a duplicate is harmless since workers claim in the database).
   It raises at once when the next attempt the backoff allows falls after the deadline.
@@ -57,6 +62,7 @@ HEARTBEAT = 30  # seconds; pika answers heartbeats whenever consume pumps I/O
 BLOCKED_CONNECTION_TIMEOUT = 30.0  # give up on a connection blocked by a resource alarm
 SOCKET_TIMEOUT = 5.0
 PUBLISH_DEADLINE = 10.0  # longest publish spends reconnecting before raising Unavailable
+MAX_RETURNS = 3  # publish gives up on messages returned as unroutable this many times
 SLICE = 0.05  # consume pumps I/O this long at a time, then looks at the wake event
 
 
@@ -70,6 +76,8 @@ class _Session:
     consuming: set[str] = field(default_factory=set)
     prefetch: int = 0
     buffer: list[Delivery] = field(default_factory=list)
+    publisher: Any = None  # the transactional publishing channel, opened on first use
+    returned: list[int] = field(default_factory=list)  # run ids returned as unroutable
 
 
 @dataclass(frozen=True)
@@ -142,8 +150,7 @@ class RabbitMQBroker(Broker):
         self._drop()
         connection = pika.BlockingConnection(self._parameters())
         try:
-            channel = connection.channel()
-            channel.confirm_delivery()
+            channel = connection.channel()  # consuming; publishing has its own
         except (AMQPError, OSError):
             _quietly_close(connection)
             raise
@@ -178,6 +185,7 @@ class RabbitMQBroker(Broker):
             return
         deadline = time.monotonic() + self.publish_deadline
         remaining = list(messages)
+        returns = 0
         while True:
             fresh = self._current() is None
             if fresh:
@@ -189,23 +197,51 @@ class RabbitMQBroker(Broker):
                     continue  # another thread may have succeeded (or failed) meanwhile
             try:
                 session = self._session()
-                while remaining:
-                    message = remaining[0]
-                    session.channel.basic_publish(
-                        exchange="",
-                        routing_key=self._declare(session, message.task_type),
-                        body=str(message.run_id).encode(),
-                        properties=pika.BasicProperties(
-                            delivery_mode=pika.DeliveryMode.Persistent,
-                            priority=max(0, min(MAX_PRIORITY - 1, message.priority)),
-                        ),
-                        mandatory=True,
-                    )
-                    remaining.pop(0)  # confirmed
+                remaining = self._publish_batch(session, remaining)
+                if remaining:  # returned as unroutable: declared again, sent again
+                    returns += 1
+                    if returns > MAX_RETURNS:
+                        raise Unavailable(
+                            f"RabbitMQ: {len(remaining)} message(s) returned as unroutable "
+                            f"{returns} times (their queues keep disappearing)"
+                        )
+                    continue
                 self._reconnect.succeeded()
                 return
             except (AMQPError, OSError) as exc:
                 self._failed(exc, fresh=fresh)
+
+    def _publish_batch(self, session: _Session, messages: list[Message]) -> list[Message]:
+        """Publish ``messages`` in one transaction; the ones RabbitMQ returned."""
+        channel = session.publisher
+        if channel is None or not channel.is_open:
+            channel = session.connection.channel()
+            channel.tx_select()
+            channel.add_on_return_callback(
+                lambda _channel, _method, _properties, body: session.returned.append(int(body))
+            )
+            session.publisher = channel
+        for message in messages:
+            channel.basic_publish(
+                exchange="",
+                routing_key=self._declare(session, message.task_type),
+                body=str(message.run_id).encode(),
+                properties=pika.BasicProperties(
+                    delivery_mode=pika.DeliveryMode.Persistent,
+                    priority=max(0, min(MAX_PRIORITY - 1, message.priority)),
+                ),
+                mandatory=True,
+            )
+        channel.tx_commit()
+        # Returns arrive before the commit's answer; this hands them to the callback.
+        session.connection.process_data_events(time_limit=0)
+        if not session.returned:
+            return []
+        returned, session.returned = set(session.returned), []
+        again = [m for m in messages if m.run_id in returned]
+        for message in again:
+            session.declared.discard(self.queue_name(message.task_type))
+        return again
 
     def consume(self, task_types: Sequence[str], max_count: int, timeout: float) -> list[Delivery]:
         """Up to ``max_count`` deliveries within ``timeout``; ``[]`` on an outage."""

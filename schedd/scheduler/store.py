@@ -261,11 +261,20 @@ def cancel_active(
 
 
 def mark_dispatched(session: Session, run_ids: Sequence[int], now: datetime) -> None:
-    """Record that these runs were handed to the broker (only those still pending)."""
+    """Record that these runs were handed to the broker (only those still pending).
+
+    On PostgreSQL rows locked by someone else are skipped, not waited for: a worker is
+    claiming that run right now (the message was faster than this stamp), and a claimed
+    run needs no stamp. So this never waits for, nor deadlocks with, a worker's claim.
+    """
     for start in range(0, len(run_ids), 5000):
         chunk = run_ids[start : start + 5000]
+        pending = runs.c.status == RunStatus.pending.value
+        pick = sa.select(runs.c.id).where(id_in(runs.c.id, chunk, session), pending)
+        if is_postgres(session):
+            pick = pick.with_for_update(skip_locked=True)
         session.execute(
             sa.update(runs)
-            .where(id_in(runs.c.id, chunk, session), runs.c.status == RunStatus.pending.value)
+            .where(runs.c.id.in_(pick.scalar_subquery()), pending)
             .values(dispatched_at=now)
         )

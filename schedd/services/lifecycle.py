@@ -46,11 +46,16 @@ def trigger_task(
     arguments: list[str] | None = None,
     actor: str | None = None,
     now: datetime | None = None,
+    wake_schedulers: bool = True,
 ) -> RunRead:
-    """Create a pending manual run of the task now (see module doc for the policy)."""
+    """Create a pending manual run of the task now (see module doc for the policy).
+
+    ``wake_schedulers`` False when the caller publishes the run itself: the NOTIFY is
+    only for callers without a broker, and it serialises commits on PostgreSQL.
+    """
     now = now or utcnow()
     arguments = runs.check_arguments(arguments)
-    task = resolve(session, ref, lock=True)
+    task = runs.resolve_for_run(session, ref)
     run = runs.start_manual_run(session, task, now=now, arguments=arguments)
     audit.record(
         session,
@@ -59,10 +64,11 @@ def trigger_task(
         f"task:{task.id}",
         detail={"run_id": run.id, "arguments": arguments is not None},
     )
-    # Wakes schedulers on PostgreSQL, whose sweeper hands the run over when the caller
-    # has no broker of its own (`schedctl --db`).
-    notify_tasks_changed(session)
-    return runs.get_run(session, run.id)
+    if wake_schedulers:
+        # Wakes schedulers on PostgreSQL, whose sweeper hands the run over when the
+        # caller has no broker of its own (`schedctl --db`).
+        notify_tasks_changed(session)
+    return runs.read_new_run(session, run.id)
 
 
 def trigger_and_dispatch(
@@ -75,7 +81,9 @@ def trigger_and_dispatch(
 ) -> RunRead:
     """:func:`trigger_task` in its own transaction, then publish the run."""
     with db.session() as session:
-        run = trigger_task(session, ref, arguments=arguments, actor=actor)
+        run = trigger_task(
+            session, ref, arguments=arguments, actor=actor, wake_schedulers=broker is None
+        )
     runs.dispatch(db, broker, [runs.message_of(run)])
     return run
 

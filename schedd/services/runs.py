@@ -27,11 +27,12 @@ from sqlmodel import Session, col, select
 from schedd import cron
 from schedd.brokers.base import Broker, Message
 from schedd.db import Database
-from schedd.errors import Conflict, InvalidInput, NotFound, Unavailable
+from schedd.errors import Conflict, InvalidInput, NotFound
 from schedd.models import ConcurrencyPolicy, RunStatus, Task, TaskRun, TaskStatus, Trigger
 from schedd.scheduler import store
 from schedd.schemas import MAX_ARGUMENTS, Page, RunRead
 from schedd.services import audit
+from schedd.services.dispatch import dispatcher_for
 from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page
 from schedd.services.tasks import resolve
 from schedd.types import utcnow
@@ -60,23 +61,14 @@ def dispatch(
     unavailable): the runs stay pending with the old stamp and the outbox sweeper
     publishes them later. Stamping after the publish means a crash in between costs a
     duplicate message at worst (harmless: workers claim in the database), never a run.
+    Concurrent callers share batches (:mod:`schedd.services.dispatch`): one publish and
+    one stamp for all the runs handed over at the same time.
     """
     if not messages:
         return True
     if broker is None:
         return False
-    try:
-        broker.publish(messages)
-    except Unavailable as exc:
-        log.warning("broker unavailable, %d run(s) left to the sweeper: %s", len(messages), exc)
-        return False
-    try:
-        with db.session() as session:
-            store.mark_dispatched(session, [m.run_id for m in messages], now or utcnow())
-    except sa.exc.SQLAlchemyError as exc:
-        # Published already: without the stamp the sweeper republishes, which is harmless.
-        log.warning("could not record the hand-over of %d run(s): %s", len(messages), exc)
-    return True
+    return dispatcher_for(db, broker).dispatch(messages, now or utcnow())
 
 
 def _read(session: Session, run_id: int) -> RunRead:
@@ -88,6 +80,13 @@ def _read(session: Session, run_id: int) -> RunRead:
 
 def get_run(session: Session, run_id: int) -> RunRead:
     return _read(session, run_id)
+
+
+def read_new_run(session: Session, run_id: int) -> RunRead:
+    """A run this transaction just inserted, read as a plain row (no ORM object: the
+    trigger path is hot)."""
+    row = session.execute(sa.select(store.runs).where(store.runs.c.id == run_id)).one()
+    return RunRead.model_validate(dict(row._mapping))
 
 
 def _status(status: str) -> str:
@@ -177,6 +176,23 @@ def check_arguments(arguments: Any) -> list[str] | None:
     return list(arguments)
 
 
+def resolve_for_run(session: Session, ref: str | int) -> Task:
+    """The task a manual run is about to be created for, locked only when its
+    concurrency policy needs it.
+
+    ``forbid`` and ``replace`` look at the task's active runs and then insert one: two
+    such triggers must take turns, so the task row is locked (``SELECT ... FOR UPDATE``)
+    and read again under the lock. ``allow`` needs no lock: the insert itself holds the
+    task (the foreign key takes a key-share lock, so a concurrent delete waits or
+    fails), and concurrent triggers of a busy task do not queue on one row.
+    """
+    task = resolve(session, ref)
+    if ConcurrencyPolicy(task.concurrency_policy) is ConcurrencyPolicy.allow:
+        return task
+    assert task.id is not None
+    return resolve(session, task.id, lock=True)
+
+
 def start_manual_run(
     session: Session,
     task: Task,
@@ -185,12 +201,15 @@ def start_manual_run(
     arguments: list[str] | None = None,
     scheduled_for: datetime | None = None,
 ) -> store.InsertedRun:
-    """Create a pending ``manual`` run of ``task`` (locked by the caller), honouring its
+    """Create a pending ``manual`` run of ``task`` (from :func:`resolve_for_run`: locked
+    when its policy needs it), honouring its
     concurrency policy: ``forbid`` with an active run raises Conflict; ``replace``
     cancels the active runs after inserting the new one."""
     assert task.id is not None
-    active = store.active_runs(session, [task.id]).get(task.id)
     policy = ConcurrencyPolicy(task.concurrency_policy)
+    active = None
+    if policy is not ConcurrencyPolicy.allow:
+        active = store.active_runs(session, [task.id]).get(task.id)
     if policy is ConcurrencyPolicy.forbid and active is not None:
         raise Conflict(
             f"task {task.name!r} already has an active run, {active}, and its "
@@ -264,7 +283,7 @@ def retry_run(
         raise Conflict(
             f"run {run_id} is still {original.status}; only an ended run can be run again"
         )
-    task = resolve(session, original.task_id, lock=True)
+    task = resolve_for_run(session, original.task_id)
     run = start_manual_run(
         session,
         task,

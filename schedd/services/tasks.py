@@ -82,7 +82,8 @@ def resolve(session: Session, ref: str | int, *, lock: bool = False) -> Task:
     else:
         query = query.where(Task.name == ref)
     if lock:
-        query = query.with_for_update()
+        # Read again under the lock: the session may hold the row from before it.
+        query = query.with_for_update().execution_options(populate_existing=True)
     task = session.exec(query).first()
     if task is None:
         raise NotFound(f"task {ref!r} not found")
