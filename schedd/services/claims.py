@@ -177,19 +177,57 @@ def claim_run(
     Use :func:`run_status` to tell "taken or ended" (ack the delivery) from "pending
     but not for this worker" (hand the delivery back).
     """
-    row = session.execute(
+    claimed = claim_runs(
+        session, [run_id], worker_id, task_types=task_types, executor_types=executor_types
+    )
+    return claimed[0] if claimed else None
+
+
+def claim_runs(
+    session: Session,
+    run_ids: Sequence[int],
+    worker_id: str,
+    *,
+    task_types: Sequence[str],
+    executor_types: Sequence[str],
+) -> list[ClaimedRun]:
+    """Claim those of ``run_ids`` (delivered by a broker) that are claimable, in one
+    guarded UPDATE; each claimed run's ``claim`` counter goes up by one, so every
+    later write is fenced per run exactly as after :func:`claim_run`. Ids that are
+    missing from the result were taken, ended, deleted or are not for this worker
+    (:func:`run_statuses` tells which); an id given twice is claimed once.
+    """
+    ids = sorted(set(run_ids))
+    if not ids:
+        return []
+    pick = sa.select(runs.c.id).where(runs.c.id.in_(ids), *_claimable(task_types, executor_types))
+    if _is_postgres(session):
+        # Lock in id order, so two workers given overlapping ids (duplicate messages)
+        # wait for each other instead of deadlocking; a run the other one claimed
+        # meanwhile no longer matches once its lock is free.
+        pick = pick.order_by(runs.c.id).with_for_update()
+    picked = pick.cte("picked").prefix_with("MATERIALIZED")
+    rows = session.execute(
         sa.update(runs)
-        .where(runs.c.id == run_id, *_claimable(task_types, executor_types))
+        .where(runs.c.id.in_(sa.select(picked.c.id)), runs.c.status == PENDING)
         .values(_claim_values(session, worker_id))
         .returning(*_RETURNED)
-    ).first()
-    if row is None:
-        return None
-    return _with_tasks(session, worker_id, [row])[0]
+    ).all()
+    claimed = _with_tasks(session, worker_id, rows)
+    claimed.sort(key=lambda run: run.claim.run_id)
+    return claimed
 
 
 def run_status(session: Session, run_id: int) -> str | None:
-    return session.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar_one_or_none()
+    return run_statuses(session, [run_id]).get(run_id)
+
+
+def run_statuses(session: Session, run_ids: Sequence[int]) -> dict[int, str]:
+    """The status of each of ``run_ids`` that exists."""
+    if not run_ids:
+        return {}
+    query = sa.select(runs.c.id, runs.c.status).where(runs.c.id.in_(sorted(set(run_ids))))
+    return {row.id: row.status for row in session.execute(query)}
 
 
 def _with_tasks(session: Session, worker_id: str, rows: Sequence[Any]) -> list[ClaimedRun]:

@@ -3,9 +3,9 @@
 With the database broker (``claims_in_database``) the worker claims pending runs
 straight from the table, as many as it has free slots, highest priority first, and
 waits on the broker for a hint when it found fewer than it could take. With a message
-broker it claims each delivered run id; a delivery is acked once the run is claimed
-(or found taken or ended), and handed back when the run is pending but not for this
-worker (an executor it does not offer).
+broker it claims the run ids delivered in one round in one transaction; a delivery
+is acked once its run is claimed (or found taken or ended), and handed back when the
+run is pending but not for this worker (an executor it does not offer).
 
 The loop never claims while the worker is fenced, and ends when ``should_stop`` says.
 """
@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from schedd.brokers.base import Broker, Delivery
+from schedd.brokers.base import Broker
 from schedd.db import Database
 from schedd.errors import first_line
 from schedd.models import RunStatus
@@ -103,28 +103,32 @@ class Claimer:
 
     def _claim_deliveries(self, free: int) -> None:
         deliveries = self.broker.consume(self.task_types, free, IDLE_WAIT)
-        for index, delivery in enumerate(deliveries):
-            try:
-                self._claim_delivery(delivery)
-            except SQLAlchemyError:
-                for rest in deliveries[index:]:
-                    self.broker.reject(rest, requeue=True)
-                raise
-
-    def _claim_delivery(self, delivery: Delivery) -> None:
-        with self.db.session() as session:
-            run = claims.claim_run(
-                session,
-                delivery.run_id,
-                self.worker_id,
-                task_types=self.task_types,
-                executor_types=self.executor_types,
-            )
-            status = None if run else claims.run_status(session, delivery.run_id)
-        if run is not None:
+        if not deliveries:
+            return
+        try:
+            # One transaction for all the deliveries of this round.
+            with self.db.session() as session:
+                claimed = claims.claim_runs(
+                    session,
+                    [delivery.run_id for delivery in deliveries],
+                    self.worker_id,
+                    task_types=self.task_types,
+                    executor_types=self.executor_types,
+                )
+                taken = {run.claim.run_id for run in claimed}
+                unclaimed = [d.run_id for d in deliveries if d.run_id not in taken]
+                statuses = claims.run_statuses(session, unclaimed)
+        except SQLAlchemyError:
+            for delivery in deliveries:  # nothing was claimed: others may take them
+                self.broker.reject(delivery, requeue=True)
+            raise
+        for run in claimed:
             self.start_run(run)
-            self.broker.ack(delivery)
-        elif status == RunStatus.pending:
+        for delivery in deliveries:
+            if delivery.run_id in taken or statuses.get(delivery.run_id) != RunStatus.pending:
+                # Claimed now, or taken by another worker, ended, or deleted.
+                self.broker.ack(delivery)
+                continue
             log.warning(
                 "run %d is pending but not for this worker (its executor is not "
                 "one of %s); handing the delivery back",
@@ -133,5 +137,3 @@ class Claimer:
             )
             self.broker.reject(delivery, requeue=True)
             time.sleep(0.1)  # do not spin on a delivery no worker here can take
-        else:
-            self.broker.ack(delivery)  # taken by another worker, ended, or deleted

@@ -234,24 +234,26 @@ def test_a_sigkilled_redis_workers_pending_entries_are_claimed_by_another(
     victim: subprocess.Popen[bytes] | None = None
     try:
         ids = slow_runs(pg_db, task_type, log_file, sleep=30)
-        brokerkit.dispatch(pg_db, publisher, [Message(i, 1, task_type) for i in ids])
+        victim = subprocess.Popen(
+            proc.schedd("run", "--role", "worker"),
+            env=proc.isolated_env(tmp_path, env),
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # The victim claims ids[0] and ids[1] (2 of its 4 slots) ...
+        brokerkit.dispatch(pg_db, publisher, [Message(i, 1, task_type) for i in ids[:2]])
+        assert brokerkit.wait_for(lambda: len(brokerkit.executions(log_file)) == 2, 20)
+        assert set(brokerkit.executions(log_file)) == set(ids[:2])
         with pg_db.engine.connect() as locker, locker.begin():
-            # The victim claims ids[0] and ids[1], then blocks claiming ids[2] while it
-            # holds ids[2] (and whatever else it read) read but unacked.
+            # ... then blocks claiming what it reads of the rest (its claim waits for
+            # the locks the test holds), which it holds read but unacked.
             locker.execute(
                 sa.select(brokerkit.runs_table.c.id)
                 .where(brokerkit.runs_table.c.id.in_(ids[2:]))
                 .with_for_update()
             ).all()
-            victim = subprocess.Popen(
-                proc.schedd("run", "--role", "worker"),
-                env=proc.isolated_env(tmp_path, env),
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            assert brokerkit.wait_for(lambda: len(brokerkit.executions(log_file)) == 2, 20)
-            assert set(brokerkit.executions(log_file)) == set(ids[:2])
+            brokerkit.dispatch(pg_db, publisher, [Message(i, 1, task_type) for i in ids[2:]])
             assert brokerkit.wait_for(lambda: bool(pending_runs(publisher, stream)), 5)
             held = pending_runs(publisher, stream)
             assert set(held.values()) == {f"{socket.gethostname()}-{victim.pid}"}

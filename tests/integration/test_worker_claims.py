@@ -233,3 +233,77 @@ def test_check_finds_cancel_requests_and_runs_taken_away(db: Database) -> None:
     assert checks.cancel == {cancel}
     assert checks.gone == {lost, other}
     assert keep not in checks.cancel | checks.gone
+
+
+def test_a_batch_claim_takes_only_the_claimable_runs_each_once(db: Database) -> None:
+    task = make_task(db, "true")
+    pending = [add_run(db, task) for _ in range(3)]
+    taken = add_run(db, task)
+    ended = add_run(db, task, status=RunStatus.completed)
+    other = add_run(db, make_task(db, "job.py", executor="python", task_type="shell"))
+    with db.session() as session:
+        assert claims.claim_run(session, taken, "w2", **SHELL) is not None
+    delivered = [*pending, pending[0], taken, ended, other, 999_999]
+    with db.session() as session:
+        claimed = claims.claim_runs(session, delivered, "w1", **SHELL)
+        statuses = claims.run_statuses(session, delivered)
+    assert [c.claim for c in claimed] == [Claim(run_id, "w1", 1) for run_id in pending]
+    assert statuses == {
+        **{run_id: RunStatus.running for run_id in pending},
+        taken: RunStatus.running,
+        ended: RunStatus.completed,
+        other: RunStatus.pending,
+    }
+    assert get_run(db, taken).worker_id == "w2"
+
+
+def test_runs_claimed_in_a_batch_are_fenced_one_by_one(db: Database) -> None:
+    task = make_task(db, "true")
+    first, second = add_run(db, task), add_run(db, task)
+    with db.session() as session:
+        held = {
+            c.claim.run_id: c.claim
+            for c in claims.claim_runs(session, [first, second], "w1", **SHELL)
+        }
+    # The first run is handed back and claimed again by another worker: w1's claim on it
+    # is stale, its claim on the second run is not.
+    with db.session() as session:
+        assert claims.hand_back(session, held[first]) == RunStatus.pending
+    with db.session() as session:
+        (again,) = claims.claim_runs(session, [first], "w2", **SHELL)
+    assert again.claim == Claim(first, "w2", 2)
+    ended = {"status": RunStatus.completed, "exit_code": 0, "execution_time": 0.1}
+    with db.session() as session:
+        stale = claims.finish(session, held[first], error_message=None, result=None, **ended)
+        fresh = claims.finish(session, held[second], error_message=None, result=None, **ended)
+    assert (stale, fresh) == (False, True)
+    assert (get_run(db, first).status, get_run(db, first).worker_id) == ("running", "w2")
+    assert get_run(db, second).status == RunStatus.completed
+
+
+def test_concurrent_batch_claims_of_the_same_deliveries_claim_each_run_once(
+    db: Database,
+) -> None:
+    task = make_task(db, "true")
+    run_ids = [add_run(db, task) for _ in range(40)]
+    taken: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def worker(name: str) -> None:
+        # Every worker got every message (duplicates), in its own order.
+        mine = run_ids[::-1] if name.endswith(("1", "3")) else run_ids
+        try:
+            with db.session() as session:
+                claimed = claims.claim_runs(session, mine, name, **SHELL)
+            taken[name] = [c.claim.run_id for c in claimed]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    everything = [run_id for ids in taken.values() for run_id in ids]
+    assert sorted(everything) == run_ids
