@@ -10,9 +10,11 @@ shell task whose command is `true`, and measures:
 - latency: triggers at a fixed rate (default half the measured throughput) for a few
   seconds; created -> started p50/p99 from the runs table (``started_at`` is the
   claim);
-- overload (``--overload``): triggers at twice the measured throughput; each second the
-  pending runs, the messages the broker holds and the oldest pending age; then the
-  drain: how long the backlog takes to empty once the load stops, and at what rate.
+- overload (``--overload``): every-second scheduled tasks, as many as twice the
+  measured throughput (the scheduler fires faster than the API takes triggers); each
+  second the pending runs, the messages the broker holds and the oldest pending age;
+  then the tasks are paused and the drain timed: how long the backlog takes to empty,
+  and at what rate (compare with the throughput).
 
 With the optional ``bench`` extra (celery) installed, Celery does the same work in the
 same run (bench/celery_peer.py: prefork, same total concurrency, same broker, Redis
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 
 from bench import celery_peer
@@ -43,10 +46,8 @@ from schedd.db import Database
 TERMINAL = ("completed", "failed", "timeout", "cancelled", "lost", "skipped")
 
 
-def create_task(dep: Deployment) -> int:
-    import httpx
-
-    body = {"name": "bench-true", "executor": "shell", "command": "true"}
+def create_task(dep: Deployment, name: str = "bench-true", schedule: str | None = None) -> int:
+    body = {"name": name, "executor": "shell", "command": "true", "schedule": schedule}
     body["task_type"] = dep.task_type
     response = httpx.post(
         dep.base + "/api/tasks", json=body, headers={"Authorization": f"Bearer {dep.key}"}
@@ -56,16 +57,17 @@ def create_task(dep: Deployment) -> int:
 
 
 class Runs:
-    """Reads the bench task's runs (those with an id above ``after``) from the database."""
+    """Reads the runs of the bench's tasks (those with an id above ``after``)."""
 
-    def __init__(self, db: Database, task_id: int) -> None:
+    def __init__(self, db: Database, task_id: int, task_type: str) -> None:
         self.db = db
-        self.task_id = task_id
+        self.task_id = task_id  # the task the triggers name
+        self.task_type = task_type  # every bench task's, and no one else's
 
     def last_id(self) -> int:
         with self.db.engine.connect() as conn:
-            query = "SELECT coalesce(max(id), 0) FROM task_runs WHERE task_id = :t"
-            return int(conn.execute(sa.text(query), {"t": self.task_id}).scalar_one())
+            query = "SELECT coalesce(max(id), 0) FROM task_runs WHERE task_type = :t"
+            return int(conn.execute(sa.text(query), {"t": self.task_type}).scalar_one())
 
     def state(self, after: int) -> dict[str, Any]:
         query = sa.text(
@@ -74,11 +76,11 @@ class Runs:
             " count(*) FILTER (WHERE status = 'pending'),"
             " extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending')),"
             " extract(epoch FROM max(completed_at))"
-            " FROM task_runs WHERE task_id = :t AND id > :after"
+            " FROM task_runs WHERE task_type = :t AND id > :after"
         )
         with self.db.engine.connect() as conn:
             row = conn.execute(
-                query, {"t": self.task_id, "after": after, "terminal": list(TERMINAL)}
+                query, {"t": self.task_type, "after": after, "terminal": list(TERMINAL)}
             ).one()
         return {
             "created": row[0],
@@ -92,10 +94,10 @@ class Runs:
     def start_latencies(self, after: int) -> list[float]:
         query = sa.text(
             "SELECT extract(epoch FROM started_at - created_at) FROM task_runs"
-            " WHERE task_id = :t AND id > :after AND started_at IS NOT NULL"
+            " WHERE task_type = :t AND id > :after AND started_at IS NOT NULL"
         )
         with self.db.engine.connect() as conn:
-            rows = conn.execute(query, {"t": self.task_id, "after": after}).scalars()
+            rows = conn.execute(query, {"t": self.task_type, "after": after}).scalars()
             return [float(v) for v in rows]
 
     def wait_ended(self, after: int, expected: int, stall: float) -> dict[str, Any]:
@@ -153,53 +155,65 @@ def fixed_rate(runs: Runs, dep: Deployment, pool: Any, rate: float, opts: Any) -
     }
 
 
-def overload(runs: Runs, dep: Deployment, pool: Any, rate: float, opts: Any) -> dict[str, Any]:
-    """Offer ``rate`` for ``opts.overload_seconds``, sampling backlog and broker depth each
-    second; then measure the drain."""
+def overload(runs: Runs, dep: Deployment, rate: float, opts: Any) -> dict[str, Any]:
+    """Fire ``rate`` runs/s from every-second schedules (``rate`` tasks; the scheduler
+    creates runs far faster than the API accepts triggers) for ``opts.overload_seconds``,
+    sampling backlog and broker depth each second; pause them all, then time the drain."""
     after = runs.last_id()
-    load = Load(
-        dep.port, dep.key, runs.task_id, opts.conns, rate=rate, seconds=opts.overload_seconds
-    )
-    pending_load = pool.apply_async(drive, (load,))
-    samples = []
+    count = max(1, round(rate))
+    tasks = [create_task(dep, f"bench-every-second-{i}", "* * * * * *") for i in range(count)]
+    samples: list[dict[str, Any]] = []
     started = time.monotonic()
 
     def sample() -> dict[str, Any]:
         state = runs.state(after)
-        depth = broker_depth(dep.broker, dep.task_type)
-        return {
-            "t": round(time.monotonic() - started, 1),
-            "pending": state["pending"],
-            "broker_messages": depth,
-            "oldest_pending_s": state["oldest_pending_s"],
-            "ended": state["ended"],
-        }
+        try:
+            depth = broker_depth(dep.broker, dep.task_type)
+        except Exception:  # a busy broker may not answer at once: a gap, not a crash
+            depth = -1
+        samples.append(
+            {
+                "t": round(time.monotonic() - started, 1),
+                "pending": state["pending"],
+                "broker_messages": depth,
+                "oldest_pending_s": state["oldest_pending_s"],
+                "created": state["created"],
+                "ended": state["ended"],
+            }
+        )
+        return state
 
-    while not pending_load.ready():
-        samples.append(sample())
+    while time.monotonic() - started < opts.overload_seconds:
+        sample()
         time.sleep(1.0)
-    sent = pending_load.get()
+    headers = {"Authorization": f"Bearer {dep.key}"}
+    with httpx.Client(base_url=dep.base, headers=headers, timeout=30) as client:
+        for task_id in tasks:
+            client.post(f"/api/tasks/{task_id}/pause")
     load_end = time.monotonic()
-    at_stop = runs.state(after)
+    at_stop = sample()
+    first = samples[0]
+    during = max(load_end - started, 1e-6)
+    offered = (at_stop["created"] - first["created"]) / during
+    completed = (at_stop["ended"] - first["ended"]) / during
     while True:
-        samples.append(sample())
-        state = runs.state(after)
-        if state["ended"] >= sent["accepted"] or time.monotonic() - load_end > opts.drain_timeout:
-            break
         time.sleep(1.0)
+        state = sample()
+        if state["pending"] == 0 or time.monotonic() - load_end > opts.drain_timeout:
+            break
     drained = time.monotonic() - load_end
-    drained_runs = state["ended"] - at_stop["ended"]
-    worst = max(samples, key=lambda s: s["broker_messages"] - s["pending"])
+    excess = [s["broker_messages"] - s["pending"] for s in samples if s["broker_messages"] >= 0]
     return {
-        "rate": round(rate, 1),
-        "requests": sent,
+        "tasks": count,
+        "offered_runs_per_second": round(offered, 1),
+        "completed_runs_per_second_under_load": round(completed, 1),
         "backlog_at_stop": at_stop["pending"],
         "drain_seconds": round(drained, 1),
-        "drain_runs_per_second": round(drained_runs / max(drained, 1e-6), 1),
-        "not_drained": state["created"] - state["ended"],
+        "drain_runs_per_second": round((state["ended"] - at_stop["ended"]) / max(drained, 1e-6), 1),
+        "not_drained": state["pending"],
         "max_pending": max(s["pending"] for s in samples),
         "max_broker_messages": max(s["broker_messages"] for s in samples),
-        "worst_excess_messages": worst["broker_messages"] - worst["pending"],
+        "worst_excess_messages": max(excess) if excess else None,
         "samples": samples,
     }
 
@@ -210,7 +224,7 @@ def ours(broker: str, pool: Any, opts: Any) -> dict[str, Any]:
         tempfile.TemporaryDirectory() as home,
         deployment(url_of(db), broker, Path(home), opts) as dep,
     ):
-        runs = Runs(db, create_task(dep))
+        runs = Runs(db, create_task(dep), dep.task_type)
         warm = runs.last_id()
         run_load(pool, Load(dep.port, dep.key, runs.task_id, 8, count=50))
         runs.wait_ended(warm, 50, opts.stall)
@@ -219,7 +233,8 @@ def ours(broker: str, pool: Any, opts: Any) -> dict[str, Any]:
         rate = opts.rate or max(1.0, measured / 2)
         result["latency"] = fixed_rate(runs, dep, pool, rate, opts)
         if opts.overload:
-            result["overload"] = overload(runs, dep, pool, max(2.0, measured * 2), opts)
+            rate = opts.overload_tasks or max(2.0, measured * 2)
+            result["overload"] = overload(runs, dep, rate, opts)
         return result
 
 
@@ -262,6 +277,12 @@ def main() -> None:
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--overload", action="store_true", help="also the overload phase")
     parser.add_argument("--overload-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--overload-tasks",
+        type=int,
+        default=0,
+        help="every-second tasks in the overload (0: twice the measured throughput)",
+    )
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     parser.add_argument("--redispatch-after", type=float, default=5.0)
     parser.add_argument("--stall", type=float, default=30.0, help="give up after no progress")
@@ -320,9 +341,11 @@ def render(broker: str, entry: dict[str, Any]) -> str:
     if "overload" in entry["sched"]:
         o = entry["sched"]["overload"]
         text.append(
-            f"overload at {o['rate']}/s: backlog {o['backlog_at_stop']} at stop, max pending "
-            f"{o['max_pending']}, max broker messages {o['max_broker_messages']} (worst excess "
-            f"{o['worst_excess_messages']}), drained in {o['drain_seconds']} s at "
+            f"overload, {o['tasks']} every-second tasks: {o['offered_runs_per_second']} runs/s "
+            f"offered, {o['completed_runs_per_second_under_load']} completed; backlog "
+            f"{o['backlog_at_stop']} at stop (max {o['max_pending']}), broker messages max "
+            f"{o['max_broker_messages']} (worst excess over pending "
+            f"{o['worst_excess_messages']}); drained in {o['drain_seconds']} s at "
             f"{o['drain_runs_per_second']} runs/s, {o['not_drained']} not drained"
         )
     return "\n".join(text)

@@ -202,9 +202,18 @@ def health(data: Json) -> Table:
             ("status", r.status(data.get("status"))),
             ("database", r.status(data.get("database"))),
             ("broker", r.status(data.get("broker"))),
+            ("backlog", _backlog(data.get("pending_runs"), data.get("oldest_pending_seconds"))),
             ("version", r.plain(data.get("version"))),
         ]
     )
+
+
+def _backlog(pending: int | None, oldest: float | None) -> str:
+    if pending is None:
+        return "-"
+    if not pending or oldest is None:
+        return f"{pending} pending"
+    return f"{pending} pending, oldest {r.duration(oldest)}"
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -228,7 +237,7 @@ def stats(data: Json) -> Table:
             ("uptime", r.duration(data["uptime_seconds"]) if data["uptime_seconds"] else "-"),
             ("tasks", _counts(data["tasks"])),
             ("workers", _counts(data["workers"])),
-            ("queue depth", str(data["queue_depth"])),
+            ("queue depth", _backlog(data["queue_depth"], data.get("oldest_pending_seconds"))),
             ("last hour", _window(data["runs_last_hour"])),
             ("last day", _window(data["runs_last_day"])),
         ]

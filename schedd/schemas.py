@@ -456,7 +456,8 @@ class StatsRead(BaseModel):
     runs_last_hour: RunCounts
     runs_last_day: RunCounts
     workers: dict[str, int]
-    queue_depth: int
+    queue_depth: int  # pending runs: the backlog waiting for a worker
+    oldest_pending_seconds: float | None = None  # age of the oldest pending run
 
 
 class HealthRead(BaseModel):
@@ -464,6 +465,10 @@ class HealthRead(BaseModel):
     database: str  # ok | unavailable
     broker: str  # ok | unavailable | none
     version: str
+    # The backlog: pending runs and the age of the oldest (None when the database
+    # did not answer).
+    pending_runs: int | None = None
+    oldest_pending_seconds: float | None = None
 
 
 class OutputRead(BaseModel):

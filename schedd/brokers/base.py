@@ -75,6 +75,16 @@ class Broker(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def backlog(self, task_types: Sequence[str]) -> int | None:
+        """How many messages for these task types the broker holds that no consumer has
+        acked (queued, or delivered and not yet acked where the backend cannot tell the
+        two apart); None when the backend cannot say. The outbox sweeper compares it
+        with the pending runs to republish only what the broker lost, never the whole
+        backlog. Raises ``Unavailable`` when the broker does not answer. The default
+        cannot say.
+        """
+        return None
+
     def keepalive(self) -> None:
         """Service this thread's connection while its consumer takes no deliveries.
 

@@ -332,6 +332,27 @@ class RabbitMQBroker(Broker):
     def reject(self, delivery: Delivery, *, requeue: bool = True) -> None:
         self._settle(delivery, ack=False, requeue=requeue)
 
+    def backlog(self, task_types: Sequence[str]) -> int | None:
+        """Ready messages in these task types' queues (deliveries a consumer holds
+        unacked are not counted: at most the consumers' prefetch)."""
+        total = 0
+        try:
+            session = self._session()
+            for task_type in task_types:
+                # A (re)declaration answers with the queue's message count, and creates
+                # the queue if it is missing rather than closing the channel.
+                declared = session.channel.queue_declare(
+                    self.queue_name(task_type),
+                    durable=True,
+                    arguments={"x-max-priority": MAX_PRIORITY},
+                )
+                session.declared.add(self.queue_name(task_type))
+                total += int(declared.method.message_count)
+        except (AMQPError, OSError) as exc:
+            self._failed(exc, fresh=False)
+            raise Unavailable(f"RabbitMQ: cannot count messages: {first_line(exc)}") from exc
+        return total
+
     def keepalive(self) -> None:
         """Answer heartbeats (and buffer deliveries within the prefetch) on this thread."""
         current: _Session | None = getattr(self._local, "session", None)

@@ -285,6 +285,17 @@ class RedisBroker(Broker):
                 first_line(exc),
             )
 
+    def backlog(self, task_types: Sequence[str]) -> int | None:
+        """Entries in these task types' streams: acked entries are deleted, so this
+        counts queued and delivered-but-unacked ones."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for stream in self._streams(task_types):
+                pipe.xlen(stream)
+            return sum(int(n) for n in pipe.execute())
+        except RedisError as exc:
+            raise Unavailable(f"Redis: cannot count entries: {first_line(exc)}") from exc
+
     def wake(self) -> None:
         self._wake.set()
 

@@ -279,13 +279,22 @@ class Scheduler:
     def _sweep(self, report: PassReport, now: datetime | None) -> None:
         if self.broker is None:
             return
+        republish = not self.broker.claims_in_database
         with self.db.session() as session:
+            budget: dict[str, int] | None = None
+            if republish:
+                try:
+                    budget = sweeper.republish_budget(session, self.broker)
+                except SchedError as exc:  # cannot count: republish nothing old now
+                    log.debug("cannot count the broker's messages: %s", exc)
+                    budget = {}
             messages = sweeper.claim_undispatched(
                 session,
                 now=now or utcnow(),
                 redispatch_after=self.settings.scheduler.redispatch_after,
                 batch=self.settings.scheduler.batch_size,
-                republish=not self.broker.claims_in_database,
+                republish=republish,
+                budget=budget,
             )
         if not messages:
             return

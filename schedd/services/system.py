@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -68,9 +68,12 @@ def check_health(
     answer (see :func:`broker_problem`).
     """
     reasons: dict[str, str] = {}
+    pending: int | None = None
+    oldest: float | None = None
     try:
         with db.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
+            pending, oldest = backlog(conn)
     except sa.exc.SQLAlchemyError as exc:
         reasons["database"] = first_line(exc)
     database = "unavailable" if "database" in reasons else "ok"
@@ -86,7 +89,14 @@ def check_health(
         status = "degraded"
     else:
         status = "ok"
-    report = HealthRead(status=status, database=database, broker=broker_state, version=__version__)
+    report = HealthRead(
+        status=status,
+        database=database,
+        broker=broker_state,
+        version=__version__,
+        pending_runs=pending,
+        oldest_pending_seconds=oldest,
+    )
     return Health(report, reasons)
 
 
@@ -144,8 +154,22 @@ def workers_by_status(session: Session) -> dict[str, int]:
 
 def queue_depth(session: Session) -> int:
     """Runs waiting for a worker (pending)."""
-    query = sa.select(sa.func.count()).where(col(TaskRun.status) == RunStatus.pending.value)
-    return int(session.execute(query).scalar_one())
+    return backlog(session.connection())[0]
+
+
+def backlog(conn: sa.Connection, now: datetime | None = None) -> tuple[int, float | None]:
+    """Pending runs, and how long the oldest of them has waited (seconds; None when
+    there is none). One query over the pending runs' partial index."""
+    pending = col(TaskRun.status) == RunStatus.pending.value
+    count, oldest = conn.execute(
+        sa.select(sa.func.count(), sa.func.min(col(TaskRun.created_at))).where(pending)
+    ).one()
+    if oldest is None:
+        return int(count), None
+    if oldest.tzinfo is None:  # SQLite hands back naive UTC
+        oldest = oldest.replace(tzinfo=UTC)
+    age = ((now or utcnow()) - oldest).total_seconds()
+    return int(count), round(max(0.0, age), 3)
 
 
 def run_counts(session: Session, since: datetime, now: datetime) -> RunCounts:
@@ -166,6 +190,7 @@ def run_counts(session: Session, since: datetime, now: datetime) -> RunCounts:
 def stats(session: Session, *, started_at: datetime, now: datetime | None = None) -> StatsRead:
     """The system at a glance; ``started_at`` is when this API process started."""
     now = now or utcnow()
+    pending, oldest = backlog(session.connection(), now)
     return StatsRead(
         version=__version__,
         uptime_seconds=round((now - started_at).total_seconds(), 3),
@@ -174,7 +199,8 @@ def stats(session: Session, *, started_at: datetime, now: datetime | None = None
         runs_last_hour=run_counts(session, now - timedelta(hours=1), now),
         runs_last_day=run_counts(session, now - timedelta(days=1), now),
         workers=workers_by_status(session),
-        queue_depth=queue_depth(session),
+        queue_depth=pending,
+        oldest_pending_seconds=oldest,
     )
 
 

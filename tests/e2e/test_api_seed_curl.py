@@ -197,6 +197,8 @@ def test_seed_curl_examples_work_as_written(daemon: Daemon) -> None:
         "database": "ok",
         "broker": "ok",
         "version": health["version"],
+        "pending_runs": 0,
+        "oldest_pending_seconds": None,
     }
     assert created["id"] == 1 and created["schedule"] == "0 */5 * * * *"
     assert [t["name"] for t in listed["items"]] == ["my_task"]

@@ -167,7 +167,27 @@ def test_health_reports_database_and_broker(db: Database, tmp_path: Path) -> Non
             "database": "ok",
             "broker": "unavailable",
             "version": response.json()["version"],
+            "pending_runs": 0,
+            "oldest_pending_seconds": None,
         }
+
+
+def test_health_and_stats_show_the_backlog(api: ApiEnv) -> None:
+    task_id = _task(api.db, "a")
+    oldest = _run(api.db, task_id)
+    _run(api.db, task_id)
+    _run(api.db, task_id, RunStatus.running)
+    created = datetime.now(UTC) - timedelta(seconds=90)
+    with api.db.session() as session:
+        session.execute(
+            sa.update(TaskRun).where(col(TaskRun.id) == oldest).values(created_at=created)
+        )
+    health = api.client.get("/health").json()
+    assert health["pending_runs"] == 2
+    assert 90 <= health["oldest_pending_seconds"] < 150
+    stats = api.client.get("/api/system/stats", headers=api.admin).json()
+    assert stats["queue_depth"] == 2
+    assert 90 <= stats["oldest_pending_seconds"] < 150
 
 
 def test_health_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:

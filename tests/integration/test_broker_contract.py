@@ -238,6 +238,30 @@ def test_publish_raises_unavailable_for_a_bad_url(make_broker: Factory) -> None:
 
 
 @brokers(CARRIERS)
+def test_backlog_counts_the_messages_not_yet_acked_per_task_type(make_broker: Factory) -> None:
+    broker = make_broker()
+    assert broker.backlog(["shell"]) == 0
+    broker.publish([Message(i, i % 4, "shell") for i in range(1, 6)] + [Message(9, 1, "other")])
+    assert broker.backlog(["shell"]) == 5
+    assert broker.backlog(["shell", "other"]) == 6
+    consumer = make_broker()
+    assert len(drain(consumer, 2, max_count=2)) == 2  # acked
+    consumer.close()  # what it held unacked goes back to the queue
+    assert broker.backlog(["shell"]) == 3
+
+
+@brokers(["database"])
+def test_a_broker_that_carries_no_messages_has_no_backlog_to_tell(make_broker: Factory) -> None:
+    assert make_broker().backlog(["shell"]) is None
+
+
+@brokers(CARRIERS)
+def test_backlog_raises_unavailable_for_a_bad_url(make_broker: Factory) -> None:
+    with pytest.raises(Unavailable):
+        make_broker(bad_url=True).backlog(["shell"])
+
+
+@brokers(CARRIERS)
 def test_task_types_are_kept_apart(make_broker: Factory) -> None:
     broker = make_broker()
     broker.publish([Message(1, 1, "reports"), Message(2, 1, "shell")])

@@ -33,8 +33,15 @@ UNREACHABLE = {"rabbitmq": "amqp://guest:guest@127.0.0.1:1/", "redis": "redis://
 LABEL = {"rabbitmq": "RabbitMQ", "redis": "Redis"}
 
 
-def report(status: str, broker: str) -> dict[str, str]:
-    return {"status": status, "database": "ok", "broker": broker, "version": __version__}
+def report(status: str, broker: str) -> dict[str, str | int | None]:
+    return {
+        "status": status,
+        "database": "ok",
+        "broker": broker,
+        "version": __version__,
+        "pending_runs": 0,
+        "oldest_pending_seconds": None,
+    }
 
 
 def broker_env(kind: str, url: str) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from schedd.db import Database
 from schedd.scheduler import sweeper
 from schedd.services import runs as run_service
@@ -96,3 +98,70 @@ def test_dispatch_stamps_only_after_the_broker_accepted(db: Database) -> None:
     assert run_service.dispatch(db, broker, [message], now=NOW) is True
     assert run(db, pending).dispatched_at == NOW
     assert run_service.dispatch(db, None, [message]) is False  # no broker: the sweeper does it
+
+
+class CountingBroker(RecordingBroker):
+    """Says how many messages it holds per task type (``held``)."""
+
+    def __init__(self, held: dict[str, int]) -> None:
+        super().__init__()
+        self.held = held
+
+    def backlog(self, task_types: Sequence[str]) -> int | None:
+        return sum(self.held.get(t, 0) for t in task_types)
+
+
+def budgeted_sweep(db: Database, broker: CountingBroker, seconds: float) -> list[int]:
+    with db.session() as s:
+        budget = sweeper.republish_budget(s, broker)
+        messages = sweeper.claim_undispatched(
+            s, now=at(seconds), redispatch_after=30, batch=100, budget=budget
+        )
+    return [m.run_id for m in messages]
+
+
+def test_stale_runs_the_broker_still_holds_are_not_republished(db: Database) -> None:
+    # An overloaded queue: ten runs handed over long ago, all still queued.
+    task_id = new_task(db, schedule=None)
+    for second in range(10):
+        add_run(db, task_id, created_at=at(-200), dispatched_at=at(-100 + second))
+    assert budgeted_sweep(db, CountingBroker({"shell": 10}), 0) == []
+
+
+def test_only_as_many_stale_runs_as_the_broker_lost_are_republished(db: Database) -> None:
+    task_id = new_task(db, schedule=None)
+    stale = [
+        add_run(db, task_id, created_at=at(-200), dispatched_at=at(-100 + second))
+        for second in range(10)
+    ]
+    add_run(db, task_id, created_at=at(-200), dispatched_at=at(-1))  # recent: queued
+    broker = CountingBroker({"shell": 8})  # 11 handed over, 8 held: 3 lost
+    assert budgeted_sweep(db, broker, 0) == stale[:3]  # the oldest hand-overs first
+    # Republished (and stamped): the broker holds them again, nothing more to do.
+    broker.held["shell"] = 11
+    assert budgeted_sweep(db, broker, 1) == []
+
+
+def test_budgets_are_per_task_type(db: Database) -> None:
+    shell = new_task(db, "a", schedule=None)
+    other = new_task(db, "b", schedule=None, task_type="reports")
+    add_run(db, shell, created_at=at(-200), dispatched_at=at(-100))
+    lost = add_run(db, other, created_at=at(-200), dispatched_at=at(-100), task_type="reports")
+    # Copies of the shell run do not stand in for the lost reports run.
+    broker = CountingBroker({"shell": 5, "reports": 0})
+    assert budgeted_sweep(db, broker, 0) == [lost]
+
+
+def test_runs_never_handed_over_are_published_whatever_the_budget(db: Database) -> None:
+    task_id = new_task(db, schedule=None)
+    never = add_run(db, task_id, created_at=at(-100))
+    add_run(db, task_id, created_at=at(-200), dispatched_at=at(-100))
+    assert budgeted_sweep(db, CountingBroker({"shell": 1}), 0) == [never]
+
+
+def test_a_broker_that_cannot_count_keeps_the_age_rule(db: Database) -> None:
+    task_id = new_task(db, schedule=None)
+    pending = add_run(db, task_id, created_at=at(-100), dispatched_at=at(-90))
+    with db.session() as s:
+        assert sweeper.republish_budget(s, RecordingBroker()) is None
+    assert sweep(db, 0) == [pending]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -130,7 +131,16 @@ def test_stats_and_health_in_db_mode(cli: Cli) -> None:
         "database": "ok",
         "broker": "ok",
         "version": stats["version"],
+        "pending_runs": 0,
+        "oldest_pending_seconds": None,
     }
+
+
+def test_stats_and_health_show_the_backlog_in_tables(cli: Cli) -> None:
+    cli("task", "create", "t", "true", "--paused")
+    cli("task", "trigger", "t")
+    assert re.search(r"queue depth\s+1 pending, oldest \d", cli("system", "stats").stdout)
+    assert re.search(r"backlog\s+1 pending, oldest \d", cli("system", "health").stdout)
 
 
 def test_audit_names_the_os_user_for_db_changes(cli: Cli) -> None:

@@ -55,6 +55,8 @@ def test_check_health_reports_each_component_and_why(sqlite_db: Database) -> Non
         "database": "ok",
         "broker": "none",
         "version": __version__,
+        "pending_runs": 0,
+        "oldest_pending_seconds": None,
     }
     broker = RecordingBroker()
     assert check_health(sqlite_db, broker).report.broker == "ok"
