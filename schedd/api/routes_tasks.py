@@ -118,9 +118,10 @@ def trigger_task(
         ref,
         arguments=arguments,
         actor=caller.actor,
-        wake_schedulers=state.broker is None,
+        handing_over=state.broker is not None,
     )
-    after_commit(session, partial(runs.dispatch, state.db, state.broker, [runs.message_of(run)]))
+    message = [runs.message_of(run)]
+    after_commit(session, partial(runs.dispatch, state.db, state.broker, message, stamped=True))
     return run
 
 

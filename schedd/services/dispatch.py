@@ -12,7 +12,12 @@ leads the next batch with what queued up during the previous one. Nobody leads t
 a row while others wait, so no caller is held up longer than about two batches.
 
 Every caller still returns only once its runs were handed over (or could not be), as
-:func:`schedd.services.runs.dispatch` promises.
+:func:`schedd.services.runs.dispatch` promises. Runs stamped when they were inserted
+(the API's triggers: ``stamped``) cost no UPDATE at all after the publish; if the
+publish fails their stamp is cleared, so the sweeper picks them up as soon as any
+run never handed over. (A process that dies between commit and publish leaves them
+stamped: the sweeper finds the broker short of their messages and republishes them
+after ``redispatch_after``.)
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ log = logging.getLogger("schedd.services.runs")
 class _Entry:
     messages: Sequence[Message]
     now: datetime
+    stamped: bool  # inserted with dispatched_at set already
     done: bool = False
     handed_over: bool = False
     error: BaseException | None = None
@@ -53,10 +59,13 @@ class Dispatcher:
     _queue: list[_Entry] = field(default_factory=list)
     _leading: bool = False
 
-    def dispatch(self, messages: Sequence[Message], now: datetime) -> bool:
+    def dispatch(
+        self, messages: Sequence[Message], now: datetime, *, stamped: bool = False
+    ) -> bool:
         """Publish, then stamp ``dispatched_at = now``; False when the broker is
-        unavailable (the runs stay for the outbox sweeper)."""
-        entry = _Entry(messages, now)
+        unavailable (the runs stay for the outbox sweeper). ``stamped`` runs were
+        stamped when inserted: not again; their stamp is cleared if the publish fails."""
+        entry = _Entry(messages, now, stamped)
         with self._cond:
             self._queue.append(entry)
             while self._leading and not entry.done:
@@ -81,22 +90,44 @@ class Dispatcher:
             self.broker.publish(messages)
         except Unavailable as exc:
             log.warning("broker unavailable, %d run(s) left to the sweeper: %s", len(messages), exc)
+            self._unstamp([entry for entry in batch if entry.stamped])
             self._settle(batch, handed_over=False)
             return
         except BaseException as exc:
+            self._unstamp([entry for entry in batch if entry.stamped])
             self._settle(batch, handed_over=False, error=exc)
             raise
-        try:
-            by_time: dict[datetime, list[int]] = {}
-            for entry in batch:
+        by_time: dict[datetime, list[int]] = {}
+        for entry in batch:
+            if not entry.stamped:
                 by_time.setdefault(entry.now, []).extend(m.run_id for m in entry.messages)
-            with self.db.session() as session:
-                for now, run_ids in by_time.items():
-                    store.mark_dispatched(session, sorted(run_ids), now)
-        except sa.exc.SQLAlchemyError as exc:
-            # Published already: without the stamp the sweeper republishes, harmless.
-            log.warning("could not record the hand-over of %d run(s): %s", len(messages), exc)
+        if by_time:
+            try:
+                with self.db.session() as session:
+                    for now, run_ids in by_time.items():
+                        store.mark_dispatched(session, sorted(run_ids), now)
+            except sa.exc.SQLAlchemyError as exc:
+                # Published already: without the stamp the sweeper republishes, harmless.
+                log.warning("could not record the hand-over of %d run(s): %s", len(messages), exc)
         self._settle(batch, handed_over=True)
+
+    def _unstamp(self, entries: list[_Entry]) -> None:
+        """Clear the stamp of runs stamped at insert whose publish failed, so that the
+        sweeper takes them after its short grace rather than after redispatch_after."""
+        stamps = [(m.run_id, entry.now) for entry in entries for m in entry.messages]
+        if not stamps:
+            return
+        runs = store.runs
+        try:
+            with self.db.session() as session:
+                for run_id, now in sorted(stamps):
+                    session.execute(
+                        sa.update(runs)
+                        .where(runs.c.id == run_id, runs.c.dispatched_at == now)
+                        .values(dispatched_at=None)
+                    )
+        except sa.exc.SQLAlchemyError as exc:  # the sweeper still takes them, later
+            log.warning("could not clear the hand-over stamp of %d run(s): %s", len(stamps), exc)
 
     def _settle(
         self, batch: list[_Entry], *, handed_over: bool, error: BaseException | None = None

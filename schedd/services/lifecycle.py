@@ -46,17 +46,22 @@ def trigger_task(
     arguments: list[str] | None = None,
     actor: str | None = None,
     now: datetime | None = None,
-    wake_schedulers: bool = True,
+    handing_over: bool = False,
 ) -> RunRead:
     """Create a pending manual run of the task now (see module doc for the policy).
 
-    ``wake_schedulers`` False when the caller publishes the run itself: the NOTIFY is
-    only for callers without a broker, and it serialises commits on PostgreSQL.
+    ``handing_over`` True when the caller publishes the run right after the commit
+    (``runs.dispatch(..., stamped=True)``): the run is stamped as handed over in its
+    own insert, so no second transaction is needed to stamp it, and no NOTIFY is sent
+    (it only serves callers without a broker, and it serialises commits on
+    PostgreSQL).
     """
     now = now or utcnow()
     arguments = runs.check_arguments(arguments)
     task = runs.resolve_for_run(session, ref)
-    run = runs.start_manual_run(session, task, now=now, arguments=arguments)
+    run = runs.start_manual_run(
+        session, task, now=now, arguments=arguments, dispatched_at=now if handing_over else None
+    )
     audit.record(
         session,
         actor,
@@ -64,7 +69,7 @@ def trigger_task(
         f"task:{task.id}",
         detail={"run_id": run.id, "arguments": arguments is not None},
     )
-    if wake_schedulers:
+    if not handing_over:
         # Wakes schedulers on PostgreSQL, whose sweeper hands the run over when the
         # caller has no broker of its own (`schedctl --db`).
         notify_tasks_changed(session)
@@ -82,9 +87,9 @@ def trigger_and_dispatch(
     """:func:`trigger_task` in its own transaction, then publish the run."""
     with db.session() as session:
         run = trigger_task(
-            session, ref, arguments=arguments, actor=actor, wake_schedulers=broker is None
+            session, ref, arguments=arguments, actor=actor, handing_over=broker is not None
         )
-    runs.dispatch(db, broker, [runs.message_of(run)])
+    runs.dispatch(db, broker, [runs.message_of(run)], stamped=True)
     return run
 
 

@@ -54,8 +54,14 @@ def dispatch(
     messages: Sequence[Message],
     *,
     now: datetime | None = None,
+    stamped: bool = False,
 ) -> bool:
     """Publish committed pending runs, then stamp their ``dispatched_at``.
+
+    ``stamped``: the runs were inserted with ``dispatched_at`` set already (see
+    ``lifecycle.trigger_task(handing_over=True)``); nothing is written after a
+    successful publish, and the stamp is cleared when the broker is unavailable, so
+    the sweeper hands the runs over as soon as for unstamped ones.
 
     Returns False when nothing was handed over (no broker, or the broker is
     unavailable): the runs stay pending with the old stamp and the outbox sweeper
@@ -68,7 +74,7 @@ def dispatch(
         return True
     if broker is None:
         return False
-    return dispatcher_for(db, broker).dispatch(messages, now or utcnow())
+    return dispatcher_for(db, broker).dispatch(messages, now or utcnow(), stamped=stamped)
 
 
 def _read(session: Session, run_id: int) -> RunRead:
@@ -200,6 +206,7 @@ def start_manual_run(
     now: datetime,
     arguments: list[str] | None = None,
     scheduled_for: datetime | None = None,
+    dispatched_at: datetime | None = None,
 ) -> store.InsertedRun:
     """Create a pending ``manual`` run of ``task`` (from :func:`resolve_for_run`: locked
     when its policy needs it), honouring its
@@ -222,6 +229,7 @@ def start_manual_run(
         now=now,
         scheduled_for=scheduled_for,
         arguments=arguments,
+        dispatched_at=dispatched_at,
     )
     run = store.insert_run(session, row)
     if policy is ConcurrencyPolicy.replace and active is not None:

@@ -120,3 +120,24 @@ def test_an_unavailable_broker_fails_every_caller_of_the_batch(db: Database) -> 
     broker.down = True
     assert dispatcher_for(db, broker).dispatch([message_of(created)], at(1)) is False
     assert run(db, created.id).dispatched_at is None
+
+
+def test_a_run_the_caller_hands_over_is_stamped_in_its_own_insert(db: Database) -> None:
+    new_task(db, "api", schedule=None)
+    with db.session() as session:
+        created = lifecycle.trigger_task(session, "api", now=at(3), handing_over=True)
+    assert run(db, created.id).dispatched_at == at(3)  # committed with the run
+    broker = RecordingBroker()
+    assert dispatcher_for(db, broker).dispatch([message_of(created)], at(4), stamped=True)
+    assert broker.run_ids == [created.id]
+    assert run(db, created.id).dispatched_at == at(3)  # no second write
+
+
+def test_a_failed_hand_over_clears_the_stamp_for_the_sweeper(db: Database) -> None:
+    new_task(db, "api", schedule=None)
+    with db.session() as session:
+        created = lifecycle.trigger_task(session, "api", now=at(3), handing_over=True)
+    broker = RecordingBroker()
+    broker.down = True
+    assert not dispatcher_for(db, broker).dispatch([message_of(created)], at(3), stamped=True)
+    assert run(db, created.id).dispatched_at is None  # "never handed over": 2 s grace
