@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
 from schedd.errors import ConfigError
+from schedd.redact import redact_url
 
 ENV_PREFIX = "SCHEDD_"
 CONFIG_ENV = "SCHEDD_CONFIG"
@@ -359,22 +359,6 @@ def gather(
 
 
 # -- reporting --------------------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password (in the user info or a ``password=`` query item) shown
-    as ``***``; everything else is kept byte for byte (``sqlite:////abs/path`` too)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    end = min((i for i in map(rest.find, "?#") if i >= 0), default=len(rest))
-    head, tail = rest[:end], rest[end:]
-    # Like SQLAlchemy, let an unencoded password hold '/' or '@': everything between
-    # "user:" and the last '@' goes.
-    if userinfo := re.match(r"([^:/@]*):.*@", head):
-        head = f"{userinfo.group(1)}:***@{head[userinfo.end() :]}"
-    tail = re.sub(r"(?i)([?&](?:password|passwd|pass)=)[^&#]*", r"\1***", tail)
-    return f"{scheme}://{head}{tail}"
 
 
 def render(settings: BaseModel, *, redact: bool = True) -> str:

@@ -29,6 +29,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from schedd.errors import Unavailable, first_line
+from schedd.redact import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -269,9 +270,10 @@ def check_schema(db: Database) -> None:
 
 
 def describe_url(url: str) -> str:
-    """The URL with any password hidden, for logs."""
+    """The URL with any password hidden (user information and secret query items such
+    as ``?password=``: :func:`schedd.redact.redact_url`), for logs and output."""
     try:
-        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+        return redact_url(make_url(normalize_url(url)).render_as_string(hide_password=True))
     except sa.exc.ArgumentError:
         return "<invalid database URL>"
 

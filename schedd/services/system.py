@@ -27,6 +27,7 @@ from schedd.models import (
     Worker,
     WorkerStatus,
 )
+from schedd.redact import redact_text
 from schedd.schemas import AuditRead, HealthRead, Page, RunCounts, StatsRead, SystemLogRead
 from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page
 from schedd.types import utcnow
@@ -248,6 +249,8 @@ def list_logs(
     order = (col(SystemLog.time).desc(), col(SystemLog.id).desc())
     rows, total = fetch_page(session, query, order, page, size)
     items = [SystemLogRead.model_validate(r) for r in rows]
+    for item in items:  # rows stored by an older version were not redacted
+        item.message = redact_text(item.message)
     return Page[SystemLogRead](items=items, total=total, page=page, size=size)
 
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from schedd.db import Database
 from schedd.errors import first_line
 from schedd.models import SystemLog
+from schedd.redact import redact_text
 
 log = logging.getLogger("schedd.systemlog")
 
@@ -48,6 +49,7 @@ def event_of(record: logging.LogRecord) -> dict[str, Any]:
     if record.exc_info and record.exc_info[1] is not None:
         exc = record.exc_info[1]
         message += f" ({type(exc).__name__}: {exc})"
+    message = redact_text(message)
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 1] + "…"
     refs = {}
