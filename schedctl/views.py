@@ -189,6 +189,7 @@ def worker_detail(worker: Json) -> Table:
         ("registered", r.when(worker["registered_at"], now)),
         ("pid", r.plain(worker.get("pid"))),
         ("version", r.plain(worker.get("version"))),
+        ("isolation", r.plain(worker.get("isolation"))),
     ]
     return r.fields(rows)
 

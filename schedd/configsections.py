@@ -259,8 +259,17 @@ class WorkerSettings(Section):
     fence_seconds: Annotated[float, Field(gt=0, le=86_400)] | None = None
     http_allow: list[str] = Field(default_factory=list, max_length=1000)
     env_passthrough: Annotated[list[str], Unique] = Field(default_factory=list)
+    cgroups: Annotated[Literal["auto", "off"], Lowered] = "auto"
+    cgroup_root: str | None = None
     run_as: str | None = None
     allowed_run_as: Annotated[list[str], Unique] = Field(default_factory=list)
+
+    @field_validator("cgroup_root")
+    @classmethod
+    def _cgroup_root(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "\0" in value or ".." in value.split("/")):
+            raise ValueError("must be a cgroup directory (v2) or a tree name (hybrid), no '..'")
+        return value
 
     @field_validator("run_as")
     @classmethod

@@ -314,6 +314,8 @@ class Worker(SQLModel, table=True):
     executor_types: list[str] = _json(list)
     pid: int | None = Field(default=None)
     version: str | None = Field(default=None, max_length=32)
+    # How its runs are isolated: cgroup2, hybrid (one cgroup per run) or none.
+    isolation: str | None = Field(default=None, max_length=16)
 
 
 class ApiKey(SQLModel, table=True):

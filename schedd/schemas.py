@@ -306,6 +306,7 @@ class WorkerRead(BaseModel):
     executor_types: list[str]
     pid: int | None
     version: str | None
+    isolation: str | None = None  # cgroup2 | hybrid (a cgroup per run) | none
 
 
 class HeartbeatIn(BaseModel):
@@ -469,6 +470,9 @@ class HealthRead(BaseModel):
     # did not answer).
     pending_runs: int | None = None
     oldest_pending_seconds: float | None = None
+    # Active workers by how they isolate runs: cgroup2, hybrid (a cgroup per run) or
+    # none (process groups); absent when the database does not answer.
+    isolation: dict[str, int] | None = None
 
 
 class OutputRead(BaseModel):

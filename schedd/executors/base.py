@@ -27,6 +27,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from schedd.executors.cgroups import Limits
+
 # A cancelled run must be gone within 2 s of the request (the worker polls for cancel
 # requests every 0.5 s), so cancel never waits the full kill grace.
 CANCEL_GRACE_SECONDS = 1.0
@@ -50,6 +52,7 @@ class RunSpec:
     task_environment: Mapping[str, str] = field(default_factory=dict)  # the task's variables
     run_as: str | None = None  # the task's run user (user[:group]); None: the worker's
     working_dir: str | None = None  # the task's directory; None: the worker's choice
+    limits: Limits = field(default_factory=Limits)  # enforced by the run's cgroup
 
     def environment(self) -> dict[str, str]:
         """The SCHED_* variables every child process gets."""

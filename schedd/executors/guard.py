@@ -8,6 +8,9 @@ database declares it dead. So each worker starts one small guard process
 one line per message:
 
 - ``+PGID`` / ``-PGID``: a run's process group started / is gone;
+- ``cPGID DIR``: the run of group PGID also has the cgroup DIR, killed with it
+  (``cgroup.kill``, or freeze and kill: :func:`~.cgroups.kill_directory`), so its
+  ``setsid`` and double-forked processes die too; ``-PGID`` forgets it;
 - ``fSECONDS``: the fence time;
 - ``hT``: a heartbeat sent at ``T`` (CLOCK_MONOTONIC seconds, the same clock in every
   process of the host) got through.
@@ -36,6 +39,9 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+
+from schedd.executors.cgroups import kill_directory
 
 log = logging.getLogger("schedd.executors.guard")
 
@@ -70,8 +76,10 @@ class Guard:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    def add(self, pgid: int) -> None:
+    def add(self, pgid: int, cgroup: str | None = None) -> None:
         self.forget(pgid)  # a reused group id starts clean
+        if cgroup is not None:  # before the group: a fenced guard kills at "+" at once
+            self._send(f"c{pgid} {cgroup}\n")
         self._send(f"+{pgid}\n")
 
     def remove(self, pgid: int) -> None:
@@ -155,6 +163,7 @@ class Watch:
 
     def __init__(self, report: int | None = None) -> None:
         self.groups: set[int] = set()
+        self.cgroups: dict[int, str] = {}
         self.fence: float | None = None
         self.ok_at: float | None = None
         self.fenced = False
@@ -169,6 +178,10 @@ class Watch:
                     self._kill({int(value)})
             elif kind == b"-" and value.isdigit():
                 self.groups.discard(int(value))
+                self.cgroups.pop(int(value), None)
+            elif kind == b"c" and b" " in value:
+                pgid, directory = value.split(b" ", 1)
+                self.cgroups[int(pgid)] = directory.decode()
             elif kind == b"f":
                 self.fence = float(value)
             elif kind == b"h":
@@ -206,6 +219,8 @@ class Watch:
                 with contextlib.suppress(OSError):
                     os.write(self._report, f"k{pgid}\n".encode())
             kill_group(pgid)
+            if pgid in self.cgroups:
+                kill_directory(Path(self.cgroups[pgid]))
 
 
 def kill_group(pgid: int) -> None:

@@ -42,9 +42,11 @@ from schedd.executors.base import (
     describe_seconds,
     kill_grace,
 )
+from schedd.executors.cgroups import CgroupError, Cgroups, NoCgroups, RunCgroup
 from schedd.executors.guard import Guard
 from schedd.executors.identity import RunUser, current_user
 from schedd.executors.launch import launch_command
+from schedd.executors.members import LEADERS, GroupKiller, RunMembers
 from schedd.executors.runas import RunAsRefused, RunUsers, working_directory
 
 log = logging.getLogger("schedd.executors")
@@ -116,63 +118,16 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def group_alive(pgid: int) -> bool:
-    """True while any process of the group exists (after reaping adopted zombies)."""
-    while True:
-        try:
-            reaped = os.waitid(os.P_PGID, pgid, os.WEXITED | os.WNOHANG)
-        except ChildProcessError:
-            break
-        if reaped is None:
-            break
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the group is already empty
-        os.killpg(pgid, sig)
-
-
-class _GroupKiller:
-    """SIGTERM to the group now, SIGKILL once the grace has passed."""
-
-    def __init__(self, pgid: int) -> None:
-        self.pgid = pgid
-        self.kill_at: float | None = None
-        self.killed = False
-
-    @property
-    def started(self) -> bool:
-        return self.kill_at is not None
-
-    def terminate(self, grace: float) -> None:
-        if self.kill_at is None:
-            self.kill_at = time.monotonic() + grace
-            if grace > 0:
-                _signal_group(self.pgid, signal.SIGTERM)
-        else:
-            self.kill_at = min(self.kill_at, time.monotonic() + grace)
-        self.tick()
-
-    def tick(self) -> None:
-        if self.kill_at is not None and not self.killed and time.monotonic() >= self.kill_at:
-            _signal_group(self.pgid, signal.SIGKILL)
-            self.killed = True
-
-
 class ProcessExecutor(Executor):
     """Base of executors that run a program: subclasses say which argv."""
 
-    def __init__(self, settings: WorkerSettings, guard: Guard | None = None) -> None:
+    def __init__(
+        self, settings: WorkerSettings, guard: Guard | None = None, cgroups: Cgroups | None = None
+    ) -> None:
         self.settings = settings
         self.guard = guard
         self.users = RunUsers.from_settings(settings)
+        self.cgroups = cgroups or NoCgroups()
 
     @abstractmethod
     def argv(self, spec: RunSpec) -> list[str]: ...
@@ -189,17 +144,27 @@ class ProcessExecutor(Executor):
         env = child_environment(
             spec, self.extra_environment(spec), user=user, passthrough=self.settings.env_passthrough
         )
-        return run_process(
-            self.argv(spec),
-            env=env,
-            cwd=cwd,
-            output=output,
-            stop=stop,
-            timeout=spec.timeout,
-            grace=self.settings.kill_grace_seconds,
-            guard=self.guard,
-            user=user,
-        )
+        try:
+            cgroup = self.cgroups.create(f"run-{spec.run_id}-{os.getpid()}", spec.limits)
+        except CgroupError as exc:
+            return Outcome(Ending.failed, error=str(exc))
+        try:
+            return run_process(
+                self.argv(spec),
+                env=env,
+                cwd=cwd,
+                output=output,
+                stop=stop,
+                timeout=spec.timeout,
+                grace=self.settings.kill_grace_seconds,
+                guard=self.guard,
+                user=user,
+                cgroup=cgroup,
+                run_id=spec.run_id,
+            )
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
 
 
 def run_process(
@@ -213,6 +178,8 @@ def run_process(
     grace: float,
     guard: Guard | None = None,
     user: RunUser | None = None,
+    cgroup: RunCgroup | None = None,
+    run_id: int = 0,
 ) -> Outcome:
     """Run ``argv`` in its own process group, as ``user`` (None: the worker's own, with
     no capabilities), until it and its group are gone."""
@@ -223,7 +190,7 @@ def run_process(
         program, path=env.get("PATH", os.defpath)
     ):
         return Outcome(Ending.failed, error=f"could not start {program!r}: no such program")
-    command, preexec = launch_command(argv, user)
+    command, preexec = launch_command(argv, user, cgroup.procs_files if cgroup else ())
     try:
         proc = subprocess.Popen(
             command,
@@ -242,16 +209,17 @@ def run_process(
             duration=time.monotonic() - started,
         )
     pgid = proc.pid  # a new session's leader leads its own process group
+    members = RunMembers(pgid, cgroup, run_id)
+    LEADERS.add(pgid)
     if guard is not None:
-        guard.add(pgid)
+        guard.add(pgid, str(cgroup.kill_directory) if cgroup else None)
     try:
-        ending, returncode = _supervise(proc, output, stop, started + timeout, grace)
+        ending, returncode = _supervise(proc, members, output, stop, started + timeout, grace)
     finally:
         assert proc.stdout is not None
         proc.stdout.close()
-        if group_alive(pgid):
-            _signal_group(pgid, signal.SIGKILL)
-            group_alive(pgid)  # reap what the kill left as zombies
+        LEADERS.discard(pgid)  # its status is collected (or it is killed just below)
+        members.kill_and_reap()  # what the run left behind, and its zombies
         if guard is not None:
             guard.remove(pgid)
     duration = time.monotonic() - started
@@ -294,6 +262,7 @@ def exit_outcome(returncode: int, duration: float) -> Outcome:
 
 def _supervise(
     proc: subprocess.Popen[bytes],
+    members: RunMembers,
     output: OutputSink,
     stop: StopSignal,
     deadline: float,
@@ -307,7 +276,7 @@ def _supervise(
     fd = proc.stdout.fileno()
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    killer = _GroupKiller(proc.pid)
+    killer = GroupKiller(members)
     ended_by: Ending | None = None
     eof = False
     returncode: int | None = None
@@ -326,12 +295,13 @@ def _supervise(
             ended_by = Ending.timeout
             killer.terminate(grace)
         killer.tick()
+        members.track()
 
         if returncode is None:
             returncode = proc.poll()
         if returncode is not None:
             if group_gone_at is None:
-                if group_alive(proc.pid):
+                if members.alive():
                     killer.terminate(grace)  # the leader is done: end what it left behind
                 else:
                     group_gone_at = now

@@ -10,22 +10,27 @@ from collections.abc import Callable, Iterable
 
 from schedd.config import WorkerSettings
 from schedd.executors.base import Executor
+from schedd.executors.cgroups import Cgroups
 from schedd.executors.guard import Guard
 from schedd.executors.http import HttpExecutor
 from schedd.executors.python import PythonExecutor
 from schedd.executors.shell import ShellExecutor
 
-Factory = Callable[[WorkerSettings, Guard | None], Executor]
+# (worker settings, the process guard, the worker's cgroup tree) -> an executor.
+Factory = Callable[[WorkerSettings, Guard | None, Cgroups | None], Executor]
 
 EXECUTORS: dict[str, Factory] = {
     "shell": ShellExecutor,
     "python": PythonExecutor,
-    "http": lambda settings, _guard: HttpExecutor(settings),
+    "http": lambda settings, _guard, _cgroups: HttpExecutor(settings),
 }
 
 
 def create_executors(
-    settings: WorkerSettings, names: Iterable[str], guard: Guard | None = None
+    settings: WorkerSettings,
+    names: Iterable[str],
+    guard: Guard | None = None,
+    cgroups: Cgroups | None = None,
 ) -> dict[str, Executor]:
     """The executors named (a worker's executor_types); KeyError names an unknown one."""
-    return {name: EXECUTORS[name](settings, guard) for name in names}
+    return {name: EXECUTORS[name](settings, guard, cgroups) for name in names}

@@ -57,6 +57,14 @@ class Health:
     reasons: dict[str, str] = field(default_factory=dict)  # "database"/"broker" -> why
 
 
+_workers = Worker.__table__  # type: ignore[attr-defined]
+_ISOLATION = (
+    sa.select(_workers.c.isolation, sa.func.count())
+    .where(_workers.c.status == WorkerStatus.active.value)
+    .group_by(_workers.c.isolation)
+)
+
+
 def check_health(
     db: Database, broker: Broker | None, *, broker_timeout: float | None = None
 ) -> Health:
@@ -71,10 +79,14 @@ def check_health(
     reasons: dict[str, str] = {}
     pending: int | None = None
     oldest: float | None = None
+    isolation: dict[str, int] | None = None
     try:
         with db.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+            # The database probe is also the answer to "how are runs isolated": the
+            # active workers by isolation mode (it replaces a plain SELECT 1).
+            rows = conn.execute(_ISOLATION).all()
             pending, oldest = backlog(conn)
+        isolation = {mode or "unknown": count for mode, count in rows}
     except sa.exc.SQLAlchemyError as exc:
         reasons["database"] = first_line(exc)
     database = "unavailable" if "database" in reasons else "ok"
@@ -97,6 +109,7 @@ def check_health(
         version=__version__,
         pending_runs=pending,
         oldest_pending_seconds=oldest,
+        isolation=isolation,
     )
     return Health(report, reasons)
 

@@ -54,6 +54,7 @@ def register(
     stale_after: float,
     port: int | None = None,
     force: bool = False,
+    isolation: str | None = None,
 ) -> WorkerRead:
     """Create or take over the workers row ``worker_id``, as active with a fresh heartbeat.
 
@@ -80,6 +81,7 @@ def register(
         "cpu_usage": None,
         "pid": pid,
         "version": version,
+        "isolation": isolation,
     }
     insert = _upsert(session)(workers).values(values)
     takeover = sa.or_(

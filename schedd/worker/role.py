@@ -27,6 +27,7 @@ from schedd.brokers.base import Message
 from schedd.config import Settings
 from schedd.daemon import Context
 from schedd.errors import ConfigError, NotFound, Unavailable, first_line
+from schedd.executors import cgroupsv2
 from schedd.executors.base import RunSpec, StopReason
 from schedd.executors.guard import Guard
 from schedd.executors.identity import current_user
@@ -45,6 +46,12 @@ from schedd.worker.runs import Action, ActiveRun, RunBook, execute
 
 log = logging.getLogger("schedd.worker")
 
+ISOLATION_MODES = {
+    "cgroup2": "one cgroup per run (cgroup v2)",
+    "hybrid": "one cgroup per run (cgroup v1 controllers, v2 kill)",
+    "none": "process groups only (no cgroup could be made: setsid and double-forked "
+    "processes of a run may outlive it; no resource limits)",
+}
 _UNFINISHED = {Action.hand_back: "stopped, to be handed back", Action.drop: "taken away"}
 # Run outcomes stored as info events; the others (failed, timeout, ...) as warnings.
 _QUIET_OUTCOMES = {"completed", "cancelled", _UNFINISHED[Action.hand_back]}
@@ -86,7 +93,12 @@ class WorkerRole:
         self.task_types = ctx.settings.effective_task_types
         self.executor_types = list(self.settings.executor_types)
         self.guard = Guard()
-        self.executors = create_executors(self.settings, self.executor_types, self.guard)
+        self.cgroups = cgroupsv2.detect(
+            self.settings.cgroups, self.settings.cgroup_root, self.worker_id
+        )
+        self.executors = create_executors(
+            self.settings, self.executor_types, self.guard, self.cgroups
+        )
         self.book = RunBook(self.settings.max_concurrent_tasks)
         self.heartbeat = Heartbeat(
             ctx.db,
@@ -125,6 +137,12 @@ class WorkerRole:
             raise Unavailable(
                 f"cannot register worker {self.worker_id}: {first_line(exc)}"
             ) from exc
+        self._log_run_user()
+        log.info(
+            "run isolation: %s; limits: %s",
+            ISOLATION_MODES[self.cgroups.mode],
+            ", ".join(sorted(self.cgroups.controllers())) or "none",
+        )
         self.guard.start(self.heartbeat.fence_seconds, self.heartbeat.ok_at)
         self.heartbeat.start()
         self.monitor.start()
@@ -167,6 +185,7 @@ class WorkerRole:
                 forced=self._forced,
             ).run()
             self.guard.close()
+            self.cgroups.close()
             log.info("worker %s stopped", self.worker_id)
         if not self._stopping.is_set() and list(self.ctx.settings.daemon.roles) == ["worker"]:
             log.info("drained on request: stopping this process")
@@ -197,6 +216,7 @@ class WorkerRole:
                 max_concurrent_tasks=self.settings.max_concurrent_tasks,
                 pid=me.pid,
                 version=__version__,
+                isolation=self.cgroups.mode,
                 stale_after=self.ctx.settings.effective_heartbeat_timeout,
                 force=force,
             )

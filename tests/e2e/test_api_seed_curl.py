@@ -199,7 +199,9 @@ def test_seed_curl_examples_work_as_written(daemon: Daemon) -> None:
         "version": health["version"],
         "pending_runs": 0,
         "oldest_pending_seconds": None,
+        "isolation": health["isolation"],
     }
+    assert isinstance(health["isolation"], dict)  # active workers by isolation mode
     assert created["id"] == 1 and created["schedule"] == "0 */5 * * * *"
     assert [t["name"] for t in listed["items"]] == ["my_task"]
     assert shown["command"] == "echo hello world"

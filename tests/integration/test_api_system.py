@@ -169,6 +169,7 @@ def test_health_reports_database_and_broker(db: Database, tmp_path: Path) -> Non
             "version": response.json()["version"],
             "pending_runs": 0,
             "oldest_pending_seconds": None,
+            "isolation": {},  # no worker is active
         }
 
 

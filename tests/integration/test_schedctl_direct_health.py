@@ -33,7 +33,7 @@ UNREACHABLE = {"rabbitmq": "amqp://guest:guest@127.0.0.1:1/", "redis": "redis://
 LABEL = {"rabbitmq": "RabbitMQ", "redis": "Redis"}
 
 
-def report(status: str, broker: str) -> dict[str, str | int | None]:
+def report(status: str, broker: str) -> dict[str, object]:
     return {
         "status": status,
         "database": "ok",
@@ -41,6 +41,7 @@ def report(status: str, broker: str) -> dict[str, str | int | None]:
         "version": __version__,
         "pending_runs": 0,
         "oldest_pending_seconds": None,
+        "isolation": {},  # no worker runs
     }
 
 

@@ -5,15 +5,25 @@ from __future__ import annotations
 import pwd
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from schedd.db import Database
-from schedd.services import output
+from schedd.services import output, runs, workers
 from tests.userkit import system_user
-from tests.workerkit import add_run, make_task, running_worker, wait_for_status
+from tests.workerkit import (
+    add_run,
+    alive,
+    make_task,
+    pids_in,
+    running_worker,
+    wait_for_status,
+    wait_until,
+)
 
 
 def output_of(db: Database, run_id: int) -> str:
@@ -142,3 +152,66 @@ def test_working_dir_must_exist_and_be_open_to_the_run_user(
     assert output_of(db, ok).strip() == "/tmp"
     assert gone.error_message == "working_dir /nonexistent/dir is not a directory on this worker"
     assert denied.error_message == f"working_dir {closed} is not accessible to {run_user.pw_name}"
+
+
+# Processes that leave the run's process group or lose their parent: each prints its
+# pid, then all sleep. setsid: a new session; double fork: the middle process exits at
+# once (its child is orphaned); nohup ... &: the classic "survive the shell".
+ESCAPES = (
+    "setsid sh -c 'echo $$; exec sleep 300' & "
+    "(sh -c 'echo $$; exec sleep 300' &) ; "
+    "nohup sh -c 'echo $$; exec sleep 300' 2>/dev/null & "
+    "echo $$; wait"
+)
+MODES = ["auto", "off"]  # a cgroup per run (this host has them), and the fallback
+
+
+def zombies_of_this_process() -> list[int]:
+    return [
+        child.pid for child in psutil.Process().children() if child.status() == psutil.STATUS_ZOMBIE
+    ]
+
+
+def assert_gone_within_two_seconds(pids: list[int], since: float) -> None:
+    assert wait_until(lambda: not any(alive(pid) for pid in pids), 2 - (time.monotonic() - since))
+    assert wait_until(lambda: not set(pids) & set(zombies_of_this_process()), 1), "zombies left"
+
+
+@pytest.mark.parametrize("cgroups", MODES)
+def test_escaped_processes_die_with_a_timed_out_run(
+    db: Database, tmp_path: Path, cgroups: str
+) -> None:
+    run_id = add_run(db, make_task(db, ESCAPES, timeout_seconds=2))
+    with running_worker(db, tmp_path, cgroups=cgroups, kill_grace_seconds="0.5") as worker:
+        assert (worker.cgroups.mode == "none") == (cgroups == "off")
+        assert wait_until(lambda: len(pids_in(output_of(db, run_id))) >= 4, 5)
+        pids = pids_in(output_of(db, run_id))
+        assert all(alive(pid) for pid in pids)
+        run = wait_for_status(db, run_id, "timeout", 5)
+        assert_gone_within_two_seconds(pids, time.monotonic())
+    assert run.error_message == "timed out after 2 s"
+
+
+@pytest.mark.parametrize("cgroups", MODES)
+def test_escaped_processes_die_with_a_cancelled_run_within_two_seconds(
+    db: Database, tmp_path: Path, cgroups: str
+) -> None:
+    run_id = add_run(db, make_task(db, ESCAPES))
+    with running_worker(db, tmp_path, cgroups=cgroups):
+        assert wait_until(lambda: len(pids_in(output_of(db, run_id))) >= 4, 5)
+        pids = pids_in(output_of(db, run_id))
+        asked = time.monotonic()
+        with db.session() as session:
+            runs.cancel_run(session, run_id, actor="alice")
+        wait_for_status(db, run_id, "cancelled", 2)
+        assert_gone_within_two_seconds(pids, asked)
+
+
+@pytest.mark.parametrize("cgroups", MODES)
+def test_the_worker_row_says_how_its_runs_are_isolated(
+    db: Database, tmp_path: Path, cgroups: str
+) -> None:
+    with running_worker(db, tmp_path, cgroups=cgroups) as worker, db.session() as session:
+        shown = workers.get_worker(session, worker.worker_id)
+    assert shown.isolation == worker.cgroups.mode
+    assert (shown.isolation == "none") == (cgroups == "off")

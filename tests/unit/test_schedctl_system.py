@@ -133,6 +133,7 @@ def test_stats_and_health_in_db_mode(cli: Cli) -> None:
         "version": stats["version"],
         "pending_runs": 0,
         "oldest_pending_seconds": None,
+        "isolation": {},
     }
 
 

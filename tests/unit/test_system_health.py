@@ -57,6 +57,7 @@ def test_check_health_reports_each_component_and_why(sqlite_db: Database) -> Non
         "version": __version__,
         "pending_runs": 0,
         "oldest_pending_seconds": None,
+        "isolation": {},
     }
     broker = RecordingBroker()
     assert check_health(sqlite_db, broker).report.broker == "ok"
@@ -125,3 +126,26 @@ def test_db_mode_health_on_the_default_database_broker(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "broker    ok" in result.stdout
     assert result.stderr == ""
+
+
+def test_health_counts_active_workers_by_isolation_mode(sqlite_db: Database) -> None:
+    from schedd.services import workers
+
+    for number, mode in enumerate(["hybrid", "hybrid", "none", "cgroup2"]):
+        with sqlite_db.session() as session:
+            workers.register(
+                session,
+                worker_id=f"w{number}",
+                hostname="h",
+                ip_address=None,
+                task_types=["shell"],
+                executor_types=["shell"],
+                max_concurrent_tasks=1,
+                pid=number + 1,
+                version="t",
+                stale_after=60,
+                isolation=mode,
+            )
+    with sqlite_db.session() as session:
+        workers.deregister(session, "w3")
+    assert check_health(sqlite_db, None).report.isolation == {"hybrid": 2, "none": 1}
