@@ -13,6 +13,13 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from schedd.bounds import (
+    ARGUMENTS_DOC,
+    MAX_ARGUMENTS,
+    METADATA_DOC,
+    check_arguments,
+    check_metadata,
+)
 from schedd.configsections import RUN_AS_PATTERN
 from schedd.errors import InvalidInput
 from schedd.models import (
@@ -28,7 +35,7 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 MAX_COMMAND = 65_536
-MAX_ARGUMENTS = 256
+
 MAX_TIMEOUT = 7 * 24 * 3600
 MAX_RETRIES = 100
 MAX_RETRY_DELAY = 24 * 3600.0
@@ -116,6 +123,16 @@ class _TaskFields(BaseModel):
     def _tags(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _check_tags(value)
 
+    @field_validator("metadata", check_fields=False)
+    @classmethod
+    def _metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else check_metadata(value)
+
+    @field_validator("arguments", check_fields=False)
+    @classmethod
+    def _arguments(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_arguments(value)
+
     @field_validator("environment", check_fields=False)
     @classmethod
     def _environment(cls, value: dict[str, str] | None) -> dict[str, str] | None:
@@ -147,7 +164,9 @@ class TaskCreate(_TaskFields):
     task_type: str | None = Field(default=None, min_length=1, max_length=64)
     executor: Executor
     command: str = Field(min_length=1, max_length=MAX_COMMAND)
-    arguments: list[str] = Field(default_factory=list, max_length=MAX_ARGUMENTS)
+    arguments: list[str] = Field(
+        default_factory=list, max_length=MAX_ARGUMENTS, description=ARGUMENTS_DOC
+    )
     schedule: str | None = Field(default=None, max_length=256)
     timezone: str | None = Field(default=None, max_length=64)
     priority: Priority = Priority.normal
@@ -159,7 +178,7 @@ class TaskCreate(_TaskFields):
     misfire_policy: MisfirePolicy = MisfirePolicy.fire_once
     dependencies: list[int] = Field(default_factory=list, max_length=100)
     tags: list[str] = Field(default_factory=list, max_length=50)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict, description=METADATA_DOC)
     environment: dict[str, str] = Field(
         default_factory=dict,
         description="Variables added to the run's environment (beside the allowlist).",
@@ -182,7 +201,9 @@ class TaskUpdate(_TaskFields):
     task_type: str | None = Field(default=None, min_length=1, max_length=64)
     executor: Executor | None = None
     command: str | None = Field(default=None, min_length=1, max_length=MAX_COMMAND)
-    arguments: list[str] | None = Field(default=None, max_length=MAX_ARGUMENTS)
+    arguments: list[str] | None = Field(
+        default=None, max_length=MAX_ARGUMENTS, description=ARGUMENTS_DOC
+    )
     schedule: str | None = Field(default=None, max_length=256)
     timezone: str | None = Field(default=None, max_length=64)
     priority: Priority | None = None
@@ -194,7 +215,7 @@ class TaskUpdate(_TaskFields):
     misfire_policy: MisfirePolicy | None = None
     dependencies: list[int] | None = Field(default=None, max_length=100)
     tags: list[str] | None = Field(default=None, max_length=50)
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = Field(default=None, description=METADATA_DOC)
     environment: dict[str, str] | None = None
     run_as: str | None = Field(default=None, max_length=65)
     working_dir: str | None = Field(default=None, max_length=4096)
@@ -340,7 +361,14 @@ class TriggerIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    arguments: list[str] | None = Field(default=None, max_length=MAX_ARGUMENTS)
+    arguments: list[str] | None = Field(
+        default=None, max_length=MAX_ARGUMENTS, description=ARGUMENTS_DOC
+    )
+
+    @field_validator("arguments")
+    @classmethod
+    def _arguments(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_arguments(value)
 
 
 class ApiKeyCreate(BaseModel):

@@ -17,7 +17,10 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.exceptions import ResponseValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from sqlmodel import Session
@@ -100,40 +103,84 @@ def _end(session: Session, *, commit: bool) -> None:
         session.close()
 
 
-def _call_and_commit(route: Callable[..., T], arguments: dict[str, Any]) -> T:
+def _call_and_commit(
+    route: Callable[..., T], arguments: dict[str, Any], render: Callable[[Any], Response] | None
+) -> T | Response:
     result = route(**arguments)
+    # The response is validated and serialised before the commit: a value that cannot
+    # be served must roll the change back, not leave a committed row behind a 500.
+    response = render(result) if render is not None else result
     for value in arguments.values():
         if isinstance(value, Session):  # the request's session (DbSession)
             _end(value, commit=True)
             value.info[_COMMITTED] = True
-    return result
+    return response
 
 
 def in_worker_thread(route: Callable[..., Any]) -> Callable[..., Any]:
-    """A sync route as a coroutine that runs the route and then the commit of its
-    session in one worker thread. FastAPI would hop to a thread for the route, again
-    to validate its return value and again (:func:`get_session`) to commit: each hop
-    costs about as much CPU as a primary-key query. A route that raises commits
-    nothing (get_session rolls back); the after-commit hooks still run after the
-    database slot is released. The return value is validated (on the event loop, a
-    type check for the models the routes return) after the commit instead of before.
-    Coroutines, and anything that is not a plain function, are returned as they are."""
+    """A sync route as a coroutine that runs the route, renders its response and
+    commits its session in one worker thread. FastAPI would hop to a thread for the
+    route, again to validate its return value and again (:func:`get_session`) to
+    commit: each hop costs about as much CPU as a primary-key query. A route that
+    raises, or whose return value does not validate or serialise, commits nothing
+    (get_session rolls back); the after-commit hooks still run after the database
+    slot is released. :class:`Router` gives the endpoint its renderer (the route's
+    response model) once the route exists. Coroutines, and anything that is not a
+    plain function, are returned as they are."""
     if not inspect.isfunction(route) or inspect.iscoroutinefunction(route):
         return route
+    renderer: list[Callable[[Any], Response]] = []
 
     # FastAPI reads the parameters, the return type and the docs through __wrapped__.
     @functools.wraps(route)
     async def endpoint(**arguments: Any) -> Any:
-        return await run_in_threadpool(_call_and_commit, route, arguments)
+        render = renderer[0] if renderer else None
+        return await run_in_threadpool(_call_and_commit, route, arguments, render)
 
+    endpoint.sched_renderer = renderer  # type: ignore[attr-defined]
     return endpoint
+
+
+def _renderer(api_route: APIRoute) -> Callable[[Any], Response] | None:
+    """What FastAPI would do with the route's return value (validate against the
+    response model, serialise to JSON), as a function to call before the commit."""
+    field = api_route.response_field
+    if field is None or not isinstance(api_route.response_class, DefaultPlaceholder):
+        return None
+    status = api_route.status_code or 200
+
+    def render(value: Any) -> Response:
+        if isinstance(value, Response):
+            return value
+        checked, errors = field.validate(value, {}, loc=("response",))
+        if errors:
+            raise ResponseValidationError(errors=errors, body=value)
+        body = field.serialize_json(
+            checked,
+            include=api_route.response_model_include,
+            exclude=api_route.response_model_exclude,
+            by_alias=api_route.response_model_by_alias,
+            exclude_unset=api_route.response_model_exclude_unset,
+            exclude_defaults=api_route.response_model_exclude_defaults,
+            exclude_none=api_route.response_model_exclude_none,
+        )
+        return Response(body, status_code=status, media_type="application/json")
+
+    return render
 
 
 class Router(APIRouter):
     """The API's routers: every sync route runs through :func:`in_worker_thread`."""
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
-        super().add_api_route(path, in_worker_thread(endpoint), **options)
+        wrapped = in_worker_thread(endpoint)
+        super().add_api_route(path, wrapped, **options)
+        cell = getattr(wrapped, "sched_renderer", None)
+        route = self.routes[-1]
+        if cell is not None and isinstance(route, APIRoute):
+            render = _renderer(route)
+            if render is not None:
+                cell.append(render)
 
 
 def _run_hook(hook: Callable[[], object]) -> None:
