@@ -193,6 +193,14 @@ class ApiSettings(Section):
     host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8080, ge=1, le=65535)
     cors_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] | None = None
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str] | None) -> list[str] | None:
+        if hosts is not None and any(not h.strip() or "/" in h or " " in h for h in hosts):
+            raise ValueError('entries must be host names or addresses (or "*" for any)')
+        return hosts
 
     @field_validator("cors_origins")
     @classmethod

@@ -12,7 +12,15 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schedd import __version__
-from schedd.api import errors, routes_auth, routes_runs, routes_system, routes_tasks, routes_workers
+from schedd.api import (
+    errors,
+    guards,
+    routes_auth,
+    routes_runs,
+    routes_system,
+    routes_tasks,
+    routes_workers,
+)
 from schedd.api.deps import ApiState
 from schedd.brokers.base import Broker
 from schedd.config import Settings
@@ -129,4 +137,8 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(RequestGuard)
+    allowed_hosts = settings.api.allowed_hosts
+    if allowed_hosts is None:
+        allowed_hosts = guards.default_allowed_hosts(settings.api.host)
+    app.add_middleware(guards.HostGuard, allowed=allowed_hosts)
     return app

@@ -170,7 +170,17 @@ def _renderer(api_route: APIRoute) -> Callable[[Any], Response] | None:
 
 
 class Router(APIRouter):
-    """The API's routers: every sync route runs through :func:`in_worker_thread`."""
+    """The API's routers: every sync route runs through :func:`in_worker_thread`, and
+    every route refuses query parameters it does not declare."""
+
+    def __init__(self, **options: Any) -> None:
+        from schedd.api.guards import reject_unknown_query
+
+        options["dependencies"] = [
+            *options.get("dependencies", []),
+            Depends(reject_unknown_query),
+        ]
+        super().__init__(**options)
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
         wrapped = in_worker_thread(endpoint)

@@ -150,6 +150,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     response = error_response(exc.status_code, code, message)
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        # Starlette names only the first route whose path matched; a path served by
+        # several routes (GET, PATCH, DELETE /api/tasks/{ref}) answers all of them.
+        from schedd.api.guards import allowed_methods
+
+        response.headers["Allow"] = ", ".join(allowed_methods(request.app.routes, request.scope))
     return response
 
 
