@@ -104,4 +104,3 @@ def test_a_star_serves_any_host(db: Database, tmp_path: Path) -> None:
 )
 def test_host_of(header: str, host: str) -> None:
     assert host_of(header) == host
-
