@@ -14,6 +14,7 @@ class Executor(StrEnum):
     shell = "shell"
     python = "python"
     http = "http"
+    function = "function"
 
 
 class Priority(StrEnum):

@@ -38,9 +38,9 @@ from schedd.configfile import (
 from schedd.executors.netpolicy import check_allow_entry
 from schedd.logs import parse_directives
 
-ExecutorType = Literal["shell", "python", "http"]
+ExecutorType = Literal["shell", "python", "http", "function"]
 Role = Literal["api", "scheduler", "worker"]
-EXECUTOR_TYPES: tuple[ExecutorType, ...] = ("shell", "python", "http")
+EXECUTOR_TYPES: tuple[ExecutorType, ...] = ("shell", "python", "http", "function")
 ROLES: tuple[Role, ...] = ("api", "scheduler", "worker")
 
 DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg", "postgres")
@@ -271,6 +271,8 @@ class WorkerSettings(Section):
     cgroup_root: str | None = None
     run_as: str | None = None
     allowed_run_as: Annotated[list[str], Unique] = Field(default_factory=list)
+    function_pool_size: int | None = Field(None, ge=1, le=1024)
+    max_runs_per_process: int = Field(1000, ge=1, le=100_000_000)
 
     @field_validator("cgroup_root")
     @classmethod
@@ -351,6 +353,13 @@ class WorkerSettings(Section):
         if self.fence_seconds is not None:
             return self.fence_seconds
         return 2 * self.heartbeat_interval
+
+    @property
+    def effective_function_pool_size(self) -> int:
+        """Pool processes for function runs: as many as runs may execute at once."""
+        if self.function_pool_size is not None:
+            return self.function_pool_size
+        return self.max_concurrent_tasks
 
     @property
     def effective_task_types(self) -> list[str]:

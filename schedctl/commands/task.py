@@ -47,7 +47,9 @@ def create(
     command: Annotated[
         str,
         typer.Argument(
-            metavar="COMMAND", help="Shell command, Python script path, or URL (per --executor)."
+            metavar="COMMAND",
+            help="Shell command, Python script path, URL, or package.module:function"
+            " (per --executor).",
         ),
     ],
     executor: ExecutorOpt = None,

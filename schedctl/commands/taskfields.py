@@ -39,7 +39,12 @@ TzOpt = Annotated[
 ]
 ArgOpt = Annotated[
     list[str] | None,
-    typer.Option("--arg", metavar="ARG", help="Argument passed to the command; repeat for more."),
+    typer.Option(
+        "--arg",
+        metavar="ARG",
+        help="Argument passed to the command; repeat for more (function tasks: each a"
+        " JSON document, e.g. --arg 42 --arg '\"text\"').",
+    ),
 ]
 TagOpt = Annotated[
     list[str] | None, typer.Option("--tag", metavar="TAG", help="Tag; repeat for more.")

@@ -84,6 +84,9 @@ class Outcome:
     exit_code: int | None = None  # a process's exit status; 128+N when killed by signal N
     error: str | None = None  # one sentence for error_message; None when completed
     duration: float = 0.0  # seconds from start to end (execution_time)
+    # What the run produced, shown as its result instead of the output's tail (a
+    # function's return value); None keeps the tail.
+    result: str | None = None
 
 
 class StopReason(StrEnum):
@@ -148,6 +151,9 @@ class Executor(ABC):
 
     @abstractmethod
     def execute(self, spec: RunSpec, output: OutputSink, stop: StopSignal) -> Outcome: ...
+
+    def close(self) -> None:  # noqa: B027 - most executors hold nothing
+        """Release what the executor keeps between runs (the worker has no runs left)."""
 
 
 def describe_seconds(seconds: float) -> str:

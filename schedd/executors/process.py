@@ -97,6 +97,18 @@ def child_environment(
     (PYTHONUNBUFFERED); the task's ``environment`` may override all of those but not
     the SCHED_* run variables, which come last.
     """
+    env = inherited_environment(user=user, passthrough=passthrough)
+    env.update(extra or {})
+    env.update(spec.task_environment)
+    env.update(spec.environment())
+    return env
+
+
+def inherited_environment(
+    *, user: RunUser | None = None, passthrough: Iterable[str] = ()
+) -> dict[str, str]:
+    """What every run process gets from the worker: the allowlist, ``passthrough``, and
+    the run user's HOME, USER, LOGNAME and SHELL (also the function pool's base)."""
     allowed = set(passthrough)
     env = {
         key: value
@@ -105,9 +117,6 @@ def child_environment(
     }
     env.setdefault("PATH", DEFAULT_PATH)
     env.update((user or current_user()).variables())
-    env.update(extra or {})
-    env.update(spec.task_environment)
-    env.update(spec.environment())
     return env
 
 

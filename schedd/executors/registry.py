@@ -1,4 +1,4 @@
-"""The executors by name: ``shell``, ``python``, ``http``.
+"""The executors by name: ``shell``, ``python``, ``http``, ``function``.
 
 A new executor is one module with an :class:`~schedd.executors.base.Executor` subclass
 and one entry here (and in ``config.EXECUTOR_TYPES``).
@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from schedd.config import WorkerSettings
 from schedd.executors.base import Executor
 from schedd.executors.cgroups import Cgroups
+from schedd.executors.function import FunctionExecutor
 from schedd.executors.guard import Guard
 from schedd.executors.http import HttpExecutor
 from schedd.executors.python import PythonExecutor
@@ -23,6 +24,7 @@ EXECUTORS: dict[str, Factory] = {
     "shell": ShellExecutor,
     "python": PythonExecutor,
     "http": lambda settings, _guard, _cgroups: HttpExecutor(settings),
+    "function": FunctionExecutor,
 }
 
 

@@ -35,7 +35,7 @@ from schedd.scheduler import store
 from schedd.scheduler.notify import notify_tasks_changed
 from schedd.schemas import RunRead, TaskRead
 from schedd.services import audit, runs
-from schedd.services.tasks import read, resolve
+from schedd.services.tasks import check_function_call, read, resolve
 from schedd.types import utcnow
 
 
@@ -59,6 +59,8 @@ def trigger_task(
     now = now or utcnow()
     arguments = runs.check_arguments(arguments)
     task = runs.resolve_for_run(session, ref)
+    if arguments is not None:
+        check_function_call(task.executor, task.command, arguments)
     run = runs.start_manual_run(
         session, task, now=now, arguments=arguments, dispatched_at=now if handing_over else None
     )

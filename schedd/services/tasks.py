@@ -17,7 +17,8 @@ from sqlmodel import Session, col, select
 
 from schedd import cron
 from schedd.errors import Conflict, Forbidden, InvalidInput, NotFound
-from schedd.models import Task, TaskDependency, TaskStatus
+from schedd.executors.target import arguments_problem, target_problem
+from schedd.models import Executor, Task, TaskDependency, TaskStatus
 from schedd.scheduler.notify import notify_tasks_changed
 from schedd.schemas import Page, TaskCreate, TaskRead, TaskUpdate
 from schedd.services import audit
@@ -72,6 +73,21 @@ def _check_command(executor: str, command: str) -> None:
             "send credentials in metadata.http.headers",
             field="command",
         )
+
+
+def check_function_call(
+    executor: str, command: str | None, arguments: Iterable[str] | None
+) -> None:
+    """A function task's command must name a function and its arguments be JSON;
+    InvalidInput names the field. Other executors are not concerned."""
+    if executor != Executor.function:
+        return
+    problem = target_problem(command or "")
+    if problem is not None:
+        raise InvalidInput(f"command: {problem}", field="command")
+    problem = arguments_problem(list(arguments or []))
+    if problem is not None:
+        raise InvalidInput(problem, field="arguments")
 
 
 def resolve(session: Session, ref: str | int, *, lock: bool = False) -> Task:
@@ -246,6 +262,7 @@ def create_task(
     timezone = data.timezone or default_timezone
     _check_schedule(data.schedule, timezone)
     _check_command(data.executor.value, data.command)
+    check_function_call(data.executor, data.command, data.arguments)
     if _name_taken(session, data.name):
         raise Conflict(f"a task named {data.name!r} already exists", field="name")
     _check_dependencies(session, None, data.dependencies)
@@ -310,6 +327,11 @@ def update_task(
     if {"executor", "command"} & changes.keys():
         executor = changes.get("executor") or task.executor
         _check_command(getattr(executor, "value", executor), changes.get("command") or task.command)
+    check_function_call(
+        changes.get("executor") or task.executor,
+        changes.get("command") or task.command,
+        changes["arguments"] if changes.get("arguments") is not None else task.arguments,
+    )
     deps = changes.pop("dependencies", None)
     if deps is not None:
         _check_dependencies(session, task.id, deps)
@@ -321,12 +343,7 @@ def update_task(
     if (
         "executor" in changes
         and "task_type" not in changes
-        and task.task_type
-        in (
-            "shell",
-            "python",
-            "http",
-        )
+        and task.task_type in {executor.value for executor in Executor}
     ):
         task.task_type = task.executor
     if {"schedule", "timezone", "status"} & changes.keys():

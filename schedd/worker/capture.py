@@ -72,6 +72,7 @@ class OutputCapture:
         self._stored_tail: deque[tuple[int, int]] = deque()  # (seq, size) of tail chunks
         self._stored_tail_bytes = 0
         self._reported_total = 0
+        self._result_override: str | None = None
 
     @property
     def total(self) -> int:
@@ -173,9 +174,17 @@ class OutputCapture:
                     self._stored_tail_bytes -= self._stored_tail.popleft()[1]
             self._reported_total = batch.total
 
-    def result(self) -> str:
-        """The last ~2 KB of output, from the start of a line when one is near."""
+    def set_result(self, text: str) -> None:
+        """Show ``text`` (a function's return value) as the run's result, not the tail."""
         with self._lock:
+            self._result_override = text[:RESULT_BYTES]
+
+    def result(self) -> str:
+        """The last ~2 KB of output, from the start of a line when one is near (or what
+        :meth:`set_result` gave)."""
+        with self._lock:
+            if self._result_override is not None:
+                return self._result_override
             data = bytes(self._result[-RESULT_BYTES:])
             cut_short = self._total > len(data)
         start = _char_start(data, 0)

@@ -74,7 +74,8 @@ def check_settings(settings: Settings, *, host: bool = True) -> None:
     if host and directory is not None and not os.path.isdir(directory):
         raise ConfigError(source, "worker.working_directory", f"{directory} is not a directory")
     interpreter = settings.worker.python_interpreter
-    if "python" in settings.worker.executor_types and shutil.which(interpreter) is None:
+    needs_python = {"python", "function"} & set(settings.worker.executor_types)
+    if needs_python and shutil.which(interpreter) is None:
         raise ConfigError(
             source, "worker.python_interpreter", f"{interpreter!r} is not an executable"
         )
@@ -184,6 +185,8 @@ class WorkerRole:
                 kill_grace=self.settings.kill_grace_seconds,
                 forced=self._forced,
             ).run()
+            for executor in self.executors.values():
+                executor.close()
             self.guard.close()
             self.cgroups.close()
             log.info("worker %s stopped", self.worker_id)

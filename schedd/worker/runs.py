@@ -109,6 +109,8 @@ def execute(run: ActiveRun, executors: Mapping[str, Executor]) -> Report:
         log.exception("run %d: the %s executor failed", run.run_id, run.spec.executor)
         outcome = Outcome(Ending.failed, error=f"internal error in the worker: {exc!r}")
     run.capture.close()
+    if outcome.result is not None:
+        run.capture.set_result(outcome.result)
     return report_for(run, outcome)
 
 

@@ -86,7 +86,7 @@ def test_defaults_without_a_file(env: dict[str, str], home: Path) -> None:
     assert settings.message_queue.type == "database"
     assert (settings.api.host, settings.api.port) == ("127.0.0.1", 8080)
     assert settings.daemon.roles == ["api", "scheduler", "worker"]
-    assert settings.worker.executor_types == ["shell", "python", "http"]
+    assert settings.worker.executor_types == ["shell", "python", "http", "function"]
     assert settings.auth.jwt_secret is None
     assert settings.observability.log_level == "info"
 
@@ -265,7 +265,7 @@ def test_missing_schedd_config_file_is_an_error(tmp_path: Path, env: dict[str, s
         (
             '[worker]\nexecutor_types = ["shell", "java"]\n',
             "worker.executor_types[1]",
-            "expected 'shell', 'python' or 'http', got 'java'",
+            "expected 'shell', 'python', 'http' or 'function', got 'java'",
         ),
         ("[worker]\nexecutor_types = []\n", "worker.executor_types", "must not be empty"),
         ("[worker]\ntask_types = []\n", "worker.task_types", "must not be empty"),
