@@ -177,7 +177,7 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ex
     name = request.param
     directory = ROOT if name == "function" else tmp_path
     settings = WorkerSettings(
-        kill_grace_seconds=1, working_directory=str(directory), allow_link_local=True
+        kill_grace_seconds=1, working_directory=str(directory), http_allow=["127.0.0.1/32"]
     )
     executor = EXECUTORS[name](settings, None, None)
     programs: Programs

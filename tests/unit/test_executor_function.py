@@ -172,20 +172,41 @@ def test_the_run_variables_are_gone_after_the_call(tmp_path: Path) -> None:
         pool.executor.close()
 
 
-def test_the_worker_secrets_never_reach_the_function(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_function_sees_the_run_environment_not_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@db/sched")
     monkeypatch.setenv("SCHEDD_WORKER__ID", "w1")
-    monkeypatch.setenv("PLAIN_VARIABLE", "kept")
-    pool = Pool()
+    monkeypatch.setenv("PLAIN_VARIABLE", "not allowed")
+    monkeypatch.setenv("PASSED_VARIABLE", "passed")
+    pool = Pool(env_passthrough=["PASSED_VARIABLE"])
+    names = ["DATABASE_URL", "SCHEDD_WORKER__ID", "PLAIN_VARIABLE", "PASSED_VARIABLE", "MINE"]
     try:
-        outcome, _ = pool.call("environment", "DATABASE_URL", "SCHEDD_WORKER__ID", "PLAIN_VARIABLE")
+        outcome, _ = pool.call("environment", *names, task_environment={"MINE": "task's"})
         assert json.loads(outcome.result or "") == {
             "DATABASE_URL": None,
             "SCHEDD_WORKER__ID": None,
-            "PLAIN_VARIABLE": "kept",
+            "PLAIN_VARIABLE": None,
+            "PASSED_VARIABLE": "passed",
+            "MINE": "task's",
         }
+        outcome, _ = pool.call("environment", "MINE")
+        assert json.loads(outcome.result or "") == {"MINE": None}  # restored after the call
     finally:
         pool.executor.close()
+
+
+def test_a_task_working_dir_is_the_calls_directory(pool: Pool, tmp_path: Path) -> None:
+    outcome, _ = pool.call("cwd", working_dir=str(tmp_path))
+    assert outcome.result == json.dumps(str(tmp_path))
+    outcome, _ = pool.call("cwd")
+    assert outcome.result == json.dumps(str(ROOT))
+
+
+def test_a_task_asking_for_another_run_user_is_refused(pool: Pool) -> None:
+    outcome, _ = pool.call("noop", run_as="nobody")
+    assert outcome.ending is Ending.failed
+    assert outcome.error is not None and "run_as 'nobody'" in outcome.error
 
 
 def test_the_working_directory_is_restored_after_a_call_changes_it(
