@@ -75,7 +75,7 @@ def trigger_task(
         # Wakes schedulers on PostgreSQL, whose sweeper hands the run over when the
         # caller has no broker of its own (`schedctl --db`).
         notify_tasks_changed(session)
-    return runs.read_new_run(session, run.id)
+    return run
 
 
 def trigger_and_dispatch(

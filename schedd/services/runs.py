@@ -88,13 +88,6 @@ def get_run(session: Session, run_id: int) -> RunRead:
     return _read(session, run_id)
 
 
-def read_new_run(session: Session, run_id: int) -> RunRead:
-    """A run this transaction just inserted, read as a plain row (no ORM object: the
-    trigger path is hot)."""
-    row = session.execute(sa.select(store.runs).where(store.runs.c.id == run_id)).one()
-    return RunRead.model_validate(dict(row._mapping))
-
-
 def _status(status: str) -> str:
     try:
         return RunStatus(status).value
@@ -207,7 +200,7 @@ def start_manual_run(
     arguments: list[str] | None = None,
     scheduled_for: datetime | None = None,
     dispatched_at: datetime | None = None,
-) -> store.InsertedRun:
+) -> RunRead:
     """Create a pending ``manual`` run of ``task`` (from :func:`resolve_for_run`: locked
     when its policy needs it), honouring its
     concurrency policy: ``forbid`` with an active run raises Conflict; ``replace``
@@ -231,7 +224,9 @@ def start_manual_run(
         arguments=arguments,
         dispatched_at=dispatched_at,
     )
-    run = store.insert_run(session, row)
+    # The whole row comes back from the insert: the trigger path reads nothing again.
+    inserted = session.execute(sa.insert(store.runs).values(**row).returning(store.runs)).one()
+    run = RunRead.model_validate(dict(inserted._mapping))
     if policy is ConcurrencyPolicy.replace and active is not None:
         store.cancel_active(
             session, task.id, reason=f"replaced by manual run {run.id}", now=now, keep=[run.id]
