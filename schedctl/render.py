@@ -9,6 +9,7 @@ are UTC with a relative hint, colours only on a terminal.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -71,8 +72,44 @@ def emit(
     print_all(env, parts)
 
 
+# Characters a terminal acts on instead of showing: C0/C1 controls but the newline
+# (ESC starts colour, cursor and screen-clearing sequences; CR overwrites a line) and
+# the bidirectional overrides that reorder what is shown. Server data (task names,
+# descriptions, errors) shows them escaped.
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``)."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def safe(part: RenderableType) -> RenderableType:
+    """``part`` with control characters in its text escaped (tables cell by cell)."""
+    if isinstance(part, str):
+        return visible(part)
+    if isinstance(part, Text):
+        if _CONTROL.search(part.plain):
+            return Text(visible(part.plain), style=part.style, end=part.end)
+        return part
+    if isinstance(part, Table):
+        if isinstance(part.title, str | Text):
+            part.title = safe(part.title)  # type: ignore[assignment]
+        for column in part.columns:
+            column._cells = [safe(cell) for cell in column._cells]
+    return part
+
+
 def print_all(env: Environment, parts: Sequence[RenderableType]) -> None:
-    """Print renderables; off a terminal without the padding Rich leaves at line ends."""
+    """Print renderables, control characters escaped (a task description must not
+    drive the operator's terminal); off a terminal without the padding Rich leaves at
+    line ends."""
+    parts = [safe(part) for part in parts]
     console = env.console()
     if env.stdout_isatty:
         for part in parts:

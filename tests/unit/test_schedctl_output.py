@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,3 +89,24 @@ def test_time_flags_take_iso_times_and_ages() -> None:
     assert params.moment("2025-01-01T08:00+01:00", "--since") == "2025-01-01T07:00:00Z"
     with pytest.raises(InvalidInput, match="--since: expected an ISO-8601 time"):
         params.moment("yesterday", "--since")
+
+
+HOSTILE = "desc\x1b[2J\x1b]0;pwned\x07\r\u202eend"
+
+
+def test_control_characters_from_the_server_show_escaped_in_list_and_show(cli: Cli) -> None:
+    cli("task", "create", "hostile", "true", "--description", HOSTILE)
+    for args in (("task", "show", "hostile"), ("task", "list")):
+        for env, out in (terminal(), (None, None)):
+            result = cli(*args, obj=env) if env is not None else cli(*args)
+            text = out.getvalue() if out is not None else result.stdout
+            if args[1] == "show":
+                # (Rich itself drops BEL and CR from Text; ESC it would pass on.)
+                assert "desc\\x1b[2J\\x1b]0;pwned" in text and "\\u202eend" in text
+            assert "\x1b[2J" not in text and "\x07" not in text and "\r" not in text
+            assert "\u202e" not in text
+
+
+def test_json_output_keeps_control_characters_as_they_are(cli: Cli) -> None:
+    cli("task", "create", "hostile", "true", "--description", HOSTILE)
+    assert json.loads(cli("-o", "json", "task", "show", "hostile").stdout)["description"] == HOSTILE
