@@ -72,20 +72,22 @@ def counting_task(db: Database, log_file: Path) -> int:
         return task.id
 
 
-def trigger(db: Database, broker: Broker, task_id: int, count: int) -> list[int]:
+def trigger(
+    db: Database, broker: Broker, task_id: int, count: int, task_type: str = "shell"
+) -> list[int]:
     """Commit ``count`` pending runs, then publish them as the scheduler does."""
     ids: list[int] = []
     for start in range(0, count, 200):
         with db.session() as session:
             rows = [
-                TaskRun(task_id=task_id, status=RunStatus.pending.value, task_type="shell")
+                TaskRun(task_id=task_id, status=RunStatus.pending.value, task_type=task_type)
                 for _ in range(min(200, count - start))
             ]
             session.add_all(rows)
             session.flush()
             batch = [int(r.id) for r in rows if r.id is not None]
         ids.extend(batch)
-        dispatch(db, broker, [Message(run_id, 1, "shell") for run_id in batch])
+        dispatch(db, broker, [Message(run_id, 1, task_type) for run_id in batch])
     return ids
 
 
@@ -141,13 +143,16 @@ def sweeping(db: Database, broker: Broker, redispatch_after: float) -> Iterator[
 
 @contextmanager
 def workers(
-    kind: str, url: str, db: Database, home: Path, namespace: str, count: int
+    kind: str, url: str, db: Database, home: Path, namespace: str, count: int, **worker: str
 ) -> Iterator[list[WorkerRole]]:
-    """``count`` worker roles in this process, each with its own broker connection."""
+    """``count`` worker roles in this process, each with its own broker connection;
+    ``worker`` adds [worker] settings."""
     with ExitStack() as stack:
         roles: list[WorkerRole] = []
         for index in range(count):
-            settings = broker_settings(kind, url, _url(db), home, id=f"w{index}-{namespace}")
+            settings = broker_settings(
+                kind, url, _url(db), home, id=f"w{index}-{namespace}", **worker
+            )
             broker = make_broker(kind, settings, db, namespace)
             stack.callback(broker.close)
             role = WorkerRole(Context(settings=settings, db=db, broker=broker))
