@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -67,6 +68,47 @@ def settings_or_exit(config: Path | None, overrides: dict[str, object] | None = 
         fail(str(exc), EXIT_CONFIG)
 
 
+@dataclass(frozen=True)
+class GlobalOptions:
+    """--config and --role as given before the subcommand (``schedd -c FILE run``)."""
+
+    config: Path | None = None
+    role: list[str] | None = None
+
+
+def _with_globals(
+    ctx: typer.Context | None,
+    config: Path | None,
+    role: list[str] | None = None,
+    *,
+    command: str,
+    takes_role: bool,
+) -> tuple[Path | None, list[str] | None]:
+    """The subcommand's --config and --role merged with those given before it: the
+    same meaning on either side, a usage error (64) where they would conflict or do
+    nothing, never an option silently dropped."""
+    given = ctx.find_root().obj if ctx is not None else None
+    if not isinstance(given, GlobalOptions):
+        return config, role
+    if given.config is not None:
+        if config is not None and config != given.config:
+            fail(
+                f"--config given twice ({given.config} before `{command}`, {config} after "
+                "it); give it once",
+                EXIT_USAGE,
+            )
+        config = given.config
+    if given.role:
+        if not takes_role:
+            fail(
+                f"--role does not apply to `schedd {command}`; it goes with `schedd run` "
+                "or `schedd config check`",
+                EXIT_USAGE,
+            )
+        role = [*given.role, *(role or [])]
+    return config, role
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"schedd {__version__}")
@@ -83,10 +125,11 @@ def main_callback(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
-    """With no command, `schedd` runs the daemon (the same as `schedd run`)."""
-    ctx.obj = config
+    """With no command, `schedd` runs the daemon (the same as `schedd run`). --config
+    and --role mean the same before or after the command."""
+    ctx.obj = GlobalOptions(config, role)
     if ctx.invoked_subcommand is None:
-        run(config=config, role=role)
+        _run(config, role)
 
 
 def _roles_or_exit(role: list[str] | None) -> list[str]:
@@ -101,8 +144,12 @@ def _roles_or_exit(role: list[str] | None) -> list[str]:
 
 
 @app.command()
-def run(config: ConfigOption = None, role: RoleOption = None) -> None:
+def run(ctx: typer.Context, config: ConfigOption = None, role: RoleOption = None) -> None:
     """Run the daemon until SIGTERM or SIGINT (exit 0 after a clean stop)."""
+    _run(*_with_globals(ctx, config, role, command="run", takes_role=True))
+
+
+def _run(config: Path | None, role: list[str] | None) -> None:
     roles = _roles_or_exit(role)
     settings = settings_or_exit(config, {"daemon.roles": roles} if roles else {})
     from schedd import logs
@@ -121,6 +168,7 @@ def run(config: ConfigOption = None, role: RoleOption = None) -> None:
 
 @app.command("migrate")
 def migrate_cmd(
+    ctx: typer.Context,
     config: ConfigOption = None,
     database_url: Annotated[
         str | None,
@@ -128,6 +176,7 @@ def migrate_cmd(
     ] = None,
 ) -> None:
     """Create or upgrade the database schema to this version's head revision."""
+    config, _ = _with_globals(ctx, config, command="migrate", takes_role=False)
     overrides: dict[str, object] = {"database.url": database_url} if database_url else {}
     settings = settings_or_exit(config, overrides)
     url = settings.database.url
@@ -146,7 +195,8 @@ def migrate_cmd(
 @config_app.command("show")
 def config_show(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Print the effective configuration as TOML, secrets redacted."""
-    settings = settings_or_exit(config or (ctx.parent.obj if ctx.parent else None))
+    config, _ = _with_globals(ctx, config, command="config show", takes_role=False)
+    settings = settings_or_exit(config)
     if settings.source:
         typer.echo(f"# loaded from {settings.source}")
     typer.echo(render_toml(settings, redact=True), nl=False)
@@ -164,13 +214,13 @@ def config_check(
     """Validate the configuration as schedd would load it (the file, then the
     environment: DATABASE_URL, RABBITMQ_URL, JWT_SECRET, SCHEDD_*) and what its roles
     need to start (the API's JWT secret, the broker URL); exit 0 when good."""
+    config, role = _with_globals(ctx, None, role, command="config check", takes_role=True)
+    if file is not None and config is not None and file != config:
+        fail(f"--config {config} and the file {file} disagree; give one", EXIT_USAGE)
     roles = _roles_or_exit(role)
     overrides: dict[str, object] = {"daemon.roles": roles} if roles else {}
     try:
-        settings = load_settings(
-            file if file is not None else (ctx.parent.obj if ctx.parent else None),
-            overrides=overrides,
-        )
+        settings = load_settings(file if file is not None else config, overrides=overrides)
         from schedd import preflight
 
         preflight.check(settings, settings.daemon.roles, host=False)
