@@ -97,7 +97,7 @@ def write_config(
         "worker": {
             "max_concurrent_tasks": opts.concurrency,
             "heartbeat_interval": 2,
-            "executor_types": ["shell"],
+            "executor_types": [getattr(opts, "executor", "shell")],
             "task_types": [task_type],
             "working_directory": str(home),
         },

@@ -1,4 +1,4 @@
-"""End to end: shell `true` runs triggered through the HTTP API of a real deployment.
+"""End to end: shell `true` (or function) runs triggered through the API of a deployment.
 
 Starts api, scheduler and 2 workers as separate `schedd run --role X` processes on a
 scratch PostgreSQL database and RabbitMQ or Redis (bench/deployment.py), creates a
@@ -22,11 +22,13 @@ results) and the table shows both and the ratio. Nothing here asserts: a run tha
 not finish in time is reported as not completed, never as a crash.
 
     python -m bench.e2e [--runs 2000] [--broker rabbitmq|redis|both] [--overload]
+    python -m bench.e2e --executor function --broker redis   # os:getpid in the pool
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing
 import sys
 import tempfile
@@ -37,7 +39,6 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench import celery_peer
 from bench.common import scratch_database, summary_ms, table, url_of, write_result
 from bench.deployment import Deployment, broker_depth, deployment
 from bench.load import Load, drive
@@ -46,8 +47,17 @@ from schedd.db import Database
 TERMINAL = ("completed", "failed", "timeout", "cancelled", "lost", "skipped")
 
 
-def create_task(dep: Deployment, name: str = "bench-true", schedule: str | None = None) -> int:
-    body = {"name": name, "executor": "shell", "command": "true", "schedule": schedule}
+# What a run does per --executor: nothing much, as cheaply as the executor allows.
+NO_OP = {"shell": "true", "function": "os:getpid"}
+
+
+def create_task(
+    dep: Deployment,
+    name: str = "bench-true",
+    schedule: str | None = None,
+    executor: str = "shell",
+) -> int:
+    body = {"name": name, "executor": executor, "command": NO_OP[executor], "schedule": schedule}
     body["task_type"] = dep.task_type
     response = httpx.post(
         dep.base + "/api/tasks", json=body, headers={"Authorization": f"Bearer {dep.key}"}
@@ -224,7 +234,7 @@ def ours(broker: str, pool: Any, opts: Any) -> dict[str, Any]:
         tempfile.TemporaryDirectory() as home,
         deployment(url_of(db), broker, Path(home), opts) as dep,
     ):
-        runs = Runs(db, create_task(dep), dep.task_type)
+        runs = Runs(db, create_task(dep, executor=opts.executor), dep.task_type)
         warm = runs.last_id()
         run_load(pool, Load(dep.port, dep.key, runs.task_id, 8, count=50))
         runs.wait_ended(warm, 50, opts.stall)
@@ -239,6 +249,8 @@ def ours(broker: str, pool: Any, opts: Any) -> dict[str, Any]:
 
 
 def celery(broker: str, rate: float, opts: Any) -> dict[str, Any]:
+    from bench import celery_peer  # imports celery: only when it is installed
+
     with (
         tempfile.TemporaryDirectory() as home,
         celery_peer.celery_workers(broker, opts.workers, opts.concurrency, Path(home)) as app,
@@ -266,11 +278,21 @@ def celery(broker: str, rate: float, opts: Any) -> dict[str, Any]:
         return {"throughput": burst, "latency": latency}
 
 
+def celery_installed() -> bool:
+    return importlib.util.find_spec("celery") is not None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000, help="triggers in the burst")
     parser.add_argument("--broker", choices=["rabbitmq", "redis", "both"], default="rabbitmq")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--executor",
+        choices=sorted(NO_OP),
+        default="shell",
+        help="what the runs are: shell `true` or the function os:getpid (no Celery peer)",
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="runs at once per worker")
     parser.add_argument("--conns", type=int, default=32, help="HTTP connections for triggers")
     parser.add_argument("--rate", type=float, default=0.0, help="latency phase rate (0: half)")
@@ -292,7 +314,8 @@ def main() -> None:
     opts = parser.parse_args()
 
     brokers = ["rabbitmq", "redis"] if opts.broker == "both" else [opts.broker]
-    with_celery = not opts.no_celery and celery_peer.available()
+    # Celery's peer task is a shell `true`; for function runs there is no like-for-like.
+    with_celery = not opts.no_celery and opts.executor == "shell" and celery_installed()
     if not opts.no_celery and not with_celery:
         print("celery is not installed (pip install '.[bench]'): ours only", file=sys.stderr)
     results: dict[str, Any] = {"options": vars(opts), "brokers": {}}
