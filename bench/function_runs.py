@@ -11,6 +11,11 @@ Measured: completed runs per second from the first insert to the last
 Nothing asserts: a run that does not end in time is reported as not completed.
 
     python -m bench.function_runs [--runs 20000] [--workers 2] [--concurrency 16]
+    python -m bench.function_runs --executor-only   # the pool alone: no database, no broker
+
+``--executor-only`` calls the function executor directly from ``--concurrency`` threads
+of this process (what a worker's run threads do), so the executor's own ceiling can be
+told apart from the claim/report path around it.
 """
 
 from __future__ import annotations
@@ -111,6 +116,50 @@ def measure(opts: Any) -> dict[str, Any]:
         }
 
 
+def executor_only(opts: Any) -> dict[str, Any]:
+    import threading
+
+    from schedd.config import WorkerSettings
+    from schedd.executors.base import RunSpec, StopSignal
+    from schedd.executors.function import FunctionExecutor
+
+    class Sink:
+        def write(self, data: bytes) -> None:
+            pass
+
+    executor = FunctionExecutor(WorkerSettings(function_pool_size=opts.concurrency))
+    run = RunSpec(1, 1, "bench", "function", "os:getpid", [], timeout=60.0)
+    per_thread = opts.runs // opts.concurrency
+    durations: list[float] = []
+
+    def calls(count: int) -> None:
+        for _ in range(count):
+            outcome = executor.execute(run, Sink(), StopSignal())
+            durations.append(outcome.duration)
+
+    try:
+        calls(opts.concurrency * 20)  # start every pool process
+        durations.clear()
+        threads = [
+            threading.Thread(target=calls, args=(per_thread,)) for _ in range(opts.concurrency)
+        ]
+        t0 = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - t0
+    finally:
+        executor.close()
+    done = per_thread * opts.concurrency
+    return {
+        "runs": done,
+        "seconds": round(seconds, 3),
+        "runs_per_second": round(done / seconds, 1),
+        "call": summary_ms(durations),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20_000)
@@ -119,8 +168,28 @@ def main() -> None:
     parser.add_argument("--redispatch-after", type=float, default=30.0)
     parser.add_argument("--stall", type=float, default=30.0, help="give up after no progress")
     parser.add_argument("--log-level", default="warning", help="the daemons' log level")
+    parser.add_argument("--executor-only", action="store_true", help="the pool alone")
     opts = parser.parse_args()
     opts.executor = "function"
+    if opts.executor_only:
+        alone = executor_only(opts)
+        print(f"function executor alone, os:getpid, {opts.concurrency} threads and processes")
+        print(
+            table(
+                ["runs", "seconds", "runs/s", "call p50 ms", "call p99 ms"],
+                [
+                    [
+                        alone["runs"],
+                        alone["seconds"],
+                        alone["runs_per_second"],
+                        alone["call"]["p50_ms"],
+                        alone["call"]["p99_ms"],
+                    ]
+                ],
+            )
+        )
+        print(f"written to {write_result('function_executor', {'options': vars(opts), **alone})}")
+        return
     result = measure(opts)
     latency = result["created_to_started"]
     print(
