@@ -5,7 +5,14 @@ worker (the real WorkerRole, in this process, database broker) with
 max_concurrent_tasks 16 claims, executes and reports them. Measured from the worker's
 start until the last run is recorded completed, on SQLite and on PostgreSQL.
 
+``--cgroups both`` measures each backend twice, with one cgroup per run (the worker's
+``worker.cgroups = "auto"``, where this host allows it) and with the process-group
+fallback (``off``), and prints what cgroup mode costs per run: the difference of the
+mean execution times (the sh trampoline that joins the cgroup, making and removing
+the cgroup, reading its counters).
+
     python -m bench.worker_runs [--runs 2000] [--concurrency 16] [--backend both]
+        [--cgroups auto|off|both]
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ def completed(db: Database) -> int:
         return int(session.execute(query).scalar_one())
 
 
-def measure(backend: str, count: int, concurrency: int) -> dict[str, Any]:
+def measure(backend: str, count: int, concurrency: int, cgroups: str = "auto") -> dict[str, Any]:
     with scratch_database(backend, max_connections=10) as db, tempfile.TemporaryDirectory() as home:
         prepare(db, count)
         settings = load_settings(
@@ -57,12 +64,14 @@ def measure(backend: str, count: int, concurrency: int) -> dict[str, Any]:
                 "HOME": str(Path(home)),
                 "SCHEDD_WORKER__MAX_CONCURRENT_TASKS": str(concurrency),
                 "SCHEDD_WORKER__HEARTBEAT_INTERVAL": "1",
+                "SCHEDD_WORKER__CGROUPS": cgroups,
                 # The bench's own user: no switch (a root worker must name one).
                 "SCHEDD_WORKER__RUN_AS": pwd.getpwuid(os.geteuid()).pw_name,
             }
         )
         broker = DatabaseBroker(settings, db)
         role = WorkerRole(Context(settings=settings, db=db, broker=broker))
+        mode = role.cgroups.mode
         started = time.perf_counter()
         role.start()
         while completed(db) < count:
@@ -76,8 +85,11 @@ def measure(backend: str, count: int, concurrency: int) -> dict[str, Any]:
             failed = session.execute(
                 sa.select(sa.func.count()).where(runs_table.c.status != RunStatus.completed.value)
             ).scalar_one()
+    known = [d for d in durations if d is not None]
     return {
         "backend": backend,
+        "isolation": mode,
+        "mean_execution_ms": round(1000 * sum(known) / max(1, len(known)), 3),
         "runs": count,
         "concurrency": concurrency,
         "seconds": round(elapsed, 3),
@@ -92,21 +104,38 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--cgroups", choices=["auto", "off", "both"], default="auto")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
-    results = [measure(backend, args.runs, args.concurrency) for backend in backends]
+    modes = ["auto", "off"] if args.cgroups == "both" else [args.cgroups]
+    results = [
+        measure(backend, args.runs, args.concurrency, mode)
+        for backend in backends
+        for mode in modes
+    ]
     print(
         f"shell `true` through one worker, max_concurrent_tasks {args.concurrency}, "
         f"{args.runs} runs"
     )
     print(
         table(
-            ["database", "runs/s", "seconds", "exec p50 ms", "exec p99 ms", "not completed"],
+            [
+                "database",
+                "isolation",
+                "runs/s",
+                "seconds",
+                "exec mean ms",
+                "exec p50 ms",
+                "exec p99 ms",
+                "not completed",
+            ],
             [
                 [
                     r["backend"],
+                    r["isolation"],
                     r["runs_per_second"],
                     r["seconds"],
+                    r["mean_execution_ms"],
                     r["execution_time"]["p50_ms"],
                     r["execution_time"]["p99_ms"],
                     r["not_completed"],
@@ -115,6 +144,16 @@ def main() -> None:
             ],
         )
     )
+    for backend in backends:
+        by_mode = {r["isolation"]: r for r in results if r["backend"] == backend}
+        cgroup = by_mode.get("cgroup2") or by_mode.get("hybrid")
+        if cgroup is not None and "none" in by_mode:
+            extra = cgroup["mean_execution_ms"] - by_mode["none"]["mean_execution_ms"]
+            print(
+                f"{backend}: cgroup mode ({cgroup['isolation']}) costs {extra:+.2f} ms per "
+                f"run of execution time, {cgroup['runs_per_second']} against "
+                f"{by_mode['none']['runs_per_second']} runs/s"
+            )
     print(f"written to {write_result('worker_runs', {'results': results})}")
 
 

@@ -66,10 +66,22 @@ def task_detail(task: Json) -> Table:
         ("environment", Text(" ".join(sorted(task.get("environment") or {})) or "-")),
         ("run as", Text(task.get("run_as") or "- (the worker's run_as)")),
         ("working dir", Text(task.get("working_dir") or "- (the run user's home)")),
+        ("limits", Text(_limits(task))),
         ("created", r.when(task["created_at"], now)),
         ("updated", r.when(task["updated_at"], now)),
     ]
     return r.fields(rows)
+
+
+def _limits(task: Json) -> str:
+    parts = []
+    if task.get("memory_max_mb") is not None:
+        parts.append(f"memory {task['memory_max_mb']} MB")
+    if task.get("cpu_max") is not None:
+        parts.append(f"cpu {task['cpu_max']:g} cores")
+    if task.get("pids_max") is not None:
+        parts.append(f"{task['pids_max']} processes")
+    return ", ".join(parts) or "-"
 
 
 def fire_times(data: Json) -> Table:
@@ -124,6 +136,8 @@ def run_detail(run: Json, task_name: str | None = None) -> Table:
         ("exit code", r.plain(run.get("exit_code"))),
         ("arguments", Text(r.plain(run.get("arguments")) if run.get("arguments") else "(task's)")),
         ("output", f"{run.get('output_bytes', 0)} bytes"),
+        ("cpu", r.number(run.get("cpu_seconds"), " s", 2)),
+        ("max memory", r.number(run.get("max_rss_mb"), " MB", 1)),
     ]
     if run.get("cancel_requested") and run["status"] == "running":
         rows.append(("cancel", "requested"))

@@ -69,6 +69,19 @@ RUN_DURATION = Histogram(
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
 )
 
+RUN_CPU = Histogram(
+    "scheduler_run_cpu_seconds",
+    "CPU time (user + system) of ended runs, by executor.",
+    ["executor"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600, 4 * 3600),
+)
+RUN_MAX_RSS = Histogram(
+    "scheduler_run_max_rss_mb",
+    "Peak memory (MB) of ended runs, by executor.",
+    ["executor"],
+    buckets=(1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 16384),
+)
+
 RECENT_WINDOW = timedelta(hours=1)
 
 

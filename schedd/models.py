@@ -169,6 +169,10 @@ class Task(SQLModel, table=True):
     # the worker's run_as. The directory runs start in; None: the run user's home.
     run_as: str | None = Field(default=None, max_length=65)
     working_dir: str | None = Field(default=None, max_length=4096)
+    # Limits the run's cgroup enforces; None: unlimited.
+    memory_max_mb: int | None = Field(default=None)
+    cpu_max: float | None = Field(default=None)  # cores
+    pids_max: int | None = Field(default=None)
 
 
 class TaskDependency(SQLModel, table=True):
@@ -263,6 +267,9 @@ class TaskRun(SQLModel, table=True):
     dispatched_at: datetime | None = _ts()  # last hand-over to the broker (outbox)
     heartbeat_at: datetime | None = _ts()  # last progress report by its worker
     cancel_requested: bool = Field(default=False)
+    # What the run cost: its cgroup's counters, or wait4 rusage without a cgroup.
+    cpu_seconds: float | None = Field(default=None)
+    max_rss_mb: float | None = Field(default=None)
     parent_run_id: int | None = Field(
         default=None,
         sa_column=sa.Column(

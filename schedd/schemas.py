@@ -75,6 +75,7 @@ def _check_tags(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+MAX_MEMORY_MB = 1 << 22  # 4 TiB
 MAX_ENV_VARS = 100
 MAX_ENV_NAME = 128
 MAX_ENV_BYTES = 65_536
@@ -191,6 +192,15 @@ class TaskCreate(_TaskFields):
     working_dir: str | None = Field(
         default=None, max_length=4096, description="Absolute directory runs start in."
     )
+    memory_max_mb: int | None = Field(
+        default=None, ge=4, le=MAX_MEMORY_MB, description="Memory limit of a run (MB)."
+    )
+    cpu_max: float | None = Field(
+        default=None, gt=0, le=1024, description="CPU limit of a run, in cores (0.5: half)."
+    )
+    pids_max: int | None = Field(
+        default=None, ge=1, le=4_194_304, description="Most processes and threads at once."
+    )
 
 
 class TaskUpdate(_TaskFields):
@@ -219,6 +229,9 @@ class TaskUpdate(_TaskFields):
     environment: dict[str, str] | None = None
     run_as: str | None = Field(default=None, max_length=65)
     working_dir: str | None = Field(default=None, max_length=4096)
+    memory_max_mb: int | None = Field(default=None, ge=4, le=MAX_MEMORY_MB)
+    cpu_max: float | None = Field(default=None, gt=0, le=1024)
+    pids_max: int | None = Field(default=None, ge=1, le=4_194_304)
 
 
 class TaskRead(BaseModel):
@@ -250,6 +263,9 @@ class TaskRead(BaseModel):
     environment: dict[str, str]
     run_as: str | None
     working_dir: str | None
+    memory_max_mb: int | None = None
+    cpu_max: float | None = None
+    pids_max: int | None = None
 
     @classmethod
     def of(cls, task: Task, dependencies: list[int]) -> TaskRead:
@@ -304,6 +320,8 @@ class RunRead(BaseModel):
     cancel_requested: bool
     parent_run_id: int | None
     output_bytes: int
+    cpu_seconds: float | None = None  # CPU time the run used (user + system)
+    max_rss_mb: float | None = None  # its peak memory
 
 
 class WorkerRead(BaseModel):

@@ -13,12 +13,15 @@ from schedctl.commands.common import OutputOpt, PageOpt, SizeOpt, TaskRef
 from schedctl.commands.taskfields import (
     ArgOpt,
     ConcurrencyOpt,
+    CpuMaxOpt,
     DependsOpt,
     DescriptionOpt,
     EnvOpt,
     ExecutorOpt,
+    MemoryMaxOpt,
     MetadataOpt,
     MisfireOpt,
+    PidsMaxOpt,
     PriorityOpt,
     RetriesOpt,
     RetryDelayOpt,
@@ -70,6 +73,9 @@ def create(
     env: EnvOpt = None,
     run_as: RunAsOpt = None,
     working_dir: WorkingDirOpt = None,
+    memory_max: MemoryMaxOpt = None,
+    cpu_max: CpuMaxOpt = None,
+    pids_max: PidsMaxOpt = None,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     output: OutputOpt = None,
 ) -> None:
@@ -104,6 +110,9 @@ def create(
         env=env,
         run_as=run_as,
         working_dir=working_dir,
+        memory_max=memory_max,
+        cpu_max=cpu_max,
+        pids_max=pids_max,
     )
     task = cli.client.create_task(body)
     cli.say(f"created task {task['id']} ({task['name']})", output)
@@ -197,6 +206,12 @@ def update(
     no_working_dir: Annotated[
         bool, typer.Option("--no-working-dir", help="Start runs in the default directory.")
     ] = False,
+    memory_max: MemoryMaxOpt = None,
+    cpu_max: CpuMaxOpt = None,
+    pids_max: PidsMaxOpt = None,
+    no_limits: Annotated[
+        bool, typer.Option("--no-limits", help="Remove the memory, CPU and process limits.")
+    ] = False,
     output: OutputOpt = None,
 ) -> None:
     """Change a task: only the fields given change (lists are replaced)."""
@@ -223,7 +238,14 @@ def update(
         env=env,
         run_as=run_as,
         working_dir=working_dir,
+        memory_max=memory_max,
+        cpu_max=cpu_max,
+        pids_max=pids_max,
     )
+    if no_limits:
+        if {"memory_max_mb", "cpu_max", "pids_max"} & body.keys():
+            raise UsageProblem("--no-limits and a limit flag exclude each other")
+        body.update(memory_max_mb=None, cpu_max=None, pids_max=None)
     clear(body, no_env, "environment", {}, "env")
     clear(body, no_run_as, "run_as", None, "run-as")
     clear(body, no_working_dir, "working_dir", None, "working-dir")

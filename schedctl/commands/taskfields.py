@@ -101,6 +101,18 @@ WorkingDirOpt = Annotated[
         "--working-dir", metavar="DIR", help="Absolute directory runs start in (default: home)."
     ),
 ]
+MemoryMaxOpt = Annotated[
+    int | None,
+    typer.Option("--memory-max", metavar="MB", help="Memory limit of a run (its cgroup)."),
+]
+CpuMaxOpt = Annotated[
+    float | None,
+    typer.Option("--cpu-max", metavar="CORES", help="CPU limit of a run, e.g. 0.5 cores."),
+]
+PidsMaxOpt = Annotated[
+    int | None,
+    typer.Option("--pids-max", metavar="N", help="Most processes a run may have at once."),
+]
 ConcurrencyOpt = Annotated[
     ConcurrencyPolicy | None,
     typer.Option("--concurrency", help="A fire while a run is active: allow, forbid, replace."),
@@ -146,6 +158,9 @@ def task_body(
     env: list[str] | None = None,
     run_as: str | None = None,
     working_dir: str | None = None,
+    memory_max: int | None = None,
+    cpu_max: float | None = None,
+    pids_max: int | None = None,
 ) -> dict[str, Any]:
     """The API body for the flags given (dependencies resolved to ids)."""
     values: dict[str, Any] = {
@@ -169,6 +184,9 @@ def task_body(
         "environment": env_pairs(env),
         "run_as": run_as,
         "working_dir": working_dir,
+        "memory_max_mb": memory_max,
+        "cpu_max": cpu_max,
+        "pids_max": pids_max,
     }
     body = {key: value for key, value in values.items() if value is not None}
     if depends_on is not None:

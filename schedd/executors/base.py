@@ -87,6 +87,8 @@ class Outcome:
     # What the run produced, shown as its result instead of the output's tail (a
     # function's return value); None keeps the tail.
     result: str | None = None
+    cpu_seconds: float | None = None  # CPU time of the run's processes (user + system)
+    max_rss_mb: float | None = None  # their peak memory
 
 
 class StopReason(StrEnum):

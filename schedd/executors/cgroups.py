@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -162,18 +163,40 @@ class RunCgroup(ABC):
     def usage(self) -> Usage: ...
 
     def remove(self) -> None:
-        """Remove the (empty) cgroup; a few retries while the last exit settles."""
+        """Remove the (empty) cgroup. A directory the kernel still holds right after
+        the last exit is retried later (:func:`remove_leftovers`), never waited for."""
         for directory in reversed(self.directories):
-            for _ in range(20):
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.01)
+            try:
+                directory.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                with _leftovers_lock:
+                    _leftovers.append((directory, time.monotonic()))
+
+
+_leftovers: list[tuple[Path, float]] = []
+_leftovers_lock = threading.Lock()
+
+
+def remove_leftovers(give_up_after: float = 60.0) -> None:
+    """Retry removing run cgroups that were busy when their run ended."""
+    with _leftovers_lock:
+        pending = list(_leftovers)
+        _leftovers.clear()
+    keep = []
+    for directory, since in pending:
+        try:
+            directory.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            if time.monotonic() - since < give_up_after:
+                keep.append((directory, since))
             else:
                 log.warning("cannot remove the run cgroup %s", directory)
+    with _leftovers_lock:
+        _leftovers.extend(keep)
 
 
 class Cgroups(ABC):
@@ -190,9 +213,9 @@ class Cgroups(ABC):
         """A new run cgroup with ``limits``; None in the fallback mode. CgroupError
         when it cannot be made, or a limit needs a controller this tree lacks."""
 
-    def close(self) -> None:  # noqa: B027 (most trees have nothing to remove)
+    def close(self) -> None:
         """Remove what the worker made for itself at start (best effort)."""
-        return None
+        remove_leftovers(give_up_after=0)
 
     def check(self, limits: Limits) -> None:
         missing = {c: f for c, f in limits.wanted().items() if c not in self.controllers()}

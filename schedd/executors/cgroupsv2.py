@@ -23,6 +23,7 @@ from schedd.executors.cgroups import (
     _mkdir,
     _read,
     _write,
+    remove_leftovers,
 )
 
 log = logging.getLogger("schedd.executors.cgroups")
@@ -66,6 +67,7 @@ class V2Cgroups(Cgroups):
 
     def create(self, name: str, limits: Limits) -> RunCgroup | None:
         self.check(limits)
+        remove_leftovers()
         directory = self.base / name
         _mkdir(directory)
         with _cleanup_on_error([directory]):
@@ -119,6 +121,7 @@ class HybridCgroups(Cgroups):
         return {c for c in ("memory", "cpu", "pids") if c in self.v1}
 
     def close(self) -> None:
+        super().close()
         for base in {self.unified, *self.v1.values()}:
             if base is not None:
                 with contextlib.suppress(OSError):
@@ -126,6 +129,7 @@ class HybridCgroups(Cgroups):
 
     def create(self, name: str, limits: Limits) -> RunCgroup | None:
         self.check(limits)
+        remove_leftovers()
         made: list[Path] = []
         v1: dict[str, Path] = {}
         with _cleanup_on_error(made):

@@ -46,22 +46,19 @@ class RunMembers:
         if self.cgroup is not None or now - self._tracked_at < every:
             return
         self._tracked_at = now
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(self.pgid).children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    self.known.setdefault(child.pid, child.create_time())
-        try:
-            adopted = psutil.Process().children()
-        except psutil.Error:
-            return
-        for child in adopted:
-            if child.pid in LEADERS or child.pid in self.known:
-                continue
+        for pid in _descendants(self.pgid):
+            self._remember(pid)
+        for pid in _children() - LEADERS - self.known.keys():
             with contextlib.suppress(psutil.Error):
-                if child.environ().get("SCHED_RUN_ID") == self.run_id:
-                    self.known[child.pid] = child.create_time()
-                    for grandchild in child.children(recursive=True):
-                        self.known.setdefault(grandchild.pid, grandchild.create_time())
+                if psutil.Process(pid).environ().get("SCHED_RUN_ID") == self.run_id:
+                    self._remember(pid)
+                    for grandchild in _descendants(pid):
+                        self._remember(grandchild)
+
+    def _remember(self, pid: int) -> None:
+        if pid not in self.known:
+            with contextlib.suppress(psutil.Error):
+                self.known[pid] = psutil.Process(pid).create_time()
 
     def _known_alive(self) -> list[psutil.Process]:
         alive = []
@@ -84,7 +81,6 @@ class RunMembers:
         """True while any process of the run exists (after reaping its zombies)."""
         _reap_group(self.pgid)
         if self.cgroup is not None:
-            _reap_cgroup(self.cgroup)
             if self.cgroup.populated():
                 return True
         elif self._known_alive():
@@ -115,12 +111,13 @@ class RunMembers:
 
     def kill_and_reap(self, wait: float = 2.0) -> None:
         """SIGKILL whatever is left and reap it (the run's end)."""
-        if not self.alive():
-            return
-        self.signal(signal.SIGKILL)
-        deadline = time.monotonic() + wait
-        while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        if self.alive():
+            self.signal(signal.SIGKILL)
+            deadline = time.monotonic() + wait
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        if self.cgroup is not None:
+            _reap_cgroup(self.cgroup)
 
 
 def _reap_group(pgid: int) -> None:
@@ -133,23 +130,58 @@ def _reap_group(pgid: int) -> None:
             return
 
 
-def _reap_cgroup(cgroup: RunCgroup) -> None:
-    """Reap this process's zombie children that were in ``cgroup``."""
-    try:
-        children = psutil.Process().children()
-    except psutil.Error:
-        return
-    for child in children:
+def _descendants(pid: int) -> set[int]:
+    """Every descendant of ``pid``, through /proc/PID/task/*/children."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        current = todo.pop()
         try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                continue
-            with open(f"/proc/{child.pid}/cgroup", encoding="ascii") as handle:
+            threads = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for tid in threads:
+            path = f"/proc/{current}/task/{tid}/children"
+            with contextlib.suppress(OSError), open(path, encoding="ascii") as handle:
+                for child in handle.read().split():
+                    if int(child) not in found:
+                        found.add(int(child))
+                        todo.append(int(child))
+    return found
+
+
+def _children() -> set[int]:
+    """This process's children, from each thread's ``children`` list (cheap: no walk
+    of /proc); psutil's walk where the kernel does not offer the lists."""
+    found: set[int] = set()
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:
+        threads = []
+    for tid in threads:
+        try:
+            with open(f"/proc/self/task/{tid}/children", encoding="ascii") as handle:
+                found.update(int(pid) for pid in handle.read().split())
+        except OSError:
+            return {child.pid for child in psutil.Process().children()}
+    return found
+
+
+def _reap_cgroup(cgroup: RunCgroup) -> None:
+    """Reap this process's zombie children that were in ``cgroup`` (orphans of the run
+    re-parented to the worker); never another run's processes."""
+    for pid in _children() - LEADERS:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    continue
+            with open(f"/proc/{pid}/cgroup", encoding="ascii") as handle:
                 mine = cgroup.owns(handle.read())
-        except (psutil.Error, OSError):
+        except (OSError, IndexError):
             continue
         if mine:
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(child.pid, os.WNOHANG)
+                os.waitpid(pid, os.WNOHANG)
 
 
 class GroupKiller:

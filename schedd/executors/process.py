@@ -16,10 +16,11 @@ would linger as zombies and the group would never look empty).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
+import resource
 import select
 import shutil
 import signal
@@ -223,7 +224,8 @@ def run_process(
     if guard is not None:
         guard.add(pgid, str(cgroup.kill_directory) if cgroup else None)
     try:
-        ending, returncode = _supervise(proc, members, output, stop, started + timeout, grace)
+        waiter = _Waiter(proc)
+        ending, returncode = _supervise(waiter, members, output, stop, started + timeout, grace)
     finally:
         assert proc.stdout is not None
         proc.stdout.close()
@@ -241,12 +243,58 @@ def run_process(
             stop.stop(StopReason.fenced, immediate=True)
             return Outcome(Ending.stopped, duration=duration)
     if ending is Ending.timeout:
-        return Outcome(
+        outcome = Outcome(
             Ending.timeout, error=f"timed out after {describe_seconds(timeout)}", duration=duration
         )
-    if ending is Ending.stopped:
-        return Outcome(Ending.stopped, duration=duration)
-    return exit_outcome(returncode, duration)
+    elif ending is Ending.stopped:
+        outcome = Outcome(Ending.stopped, duration=duration)
+    else:
+        outcome = exit_outcome(returncode, duration)
+    return with_cost(outcome, cgroup, waiter.rusage)
+
+
+def with_cost(
+    outcome: Outcome, cgroup: RunCgroup | None, rusage: resource.struct_rusage | None
+) -> Outcome:
+    """The outcome with what the run cost (its cgroup's counters, else the first
+    process's wait4 rusage, which covers the children it waited for), and a memory
+    limit kill named as such."""
+    if cgroup is None:
+        if rusage is None:
+            return outcome
+        # ru_maxrss is in KiB on Linux.
+        cpu = rusage.ru_utime + rusage.ru_stime
+        return dataclasses.replace(outcome, cpu_seconds=cpu, max_rss_mb=rusage.ru_maxrss / 1024)
+    usage = cgroup.usage()
+    outcome = dataclasses.replace(
+        outcome, cpu_seconds=usage.cpu_seconds, max_rss_mb=usage.max_rss_mb
+    )
+    limit = cgroup.limits.memory_max_mb
+    if usage.oom_kills and limit is not None and outcome.ending is Ending.failed:
+        error = f"killed: out of memory (limit {limit} MB)"
+        outcome = dataclasses.replace(outcome, error=error)
+    return outcome
+
+
+class _Waiter:
+    """Collects the first process's exit with wait4, keeping its resource usage."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.rusage: resource.struct_rusage | None = None
+
+    def poll(self) -> int | None:
+        if self.proc.returncode is not None:
+            return self.proc.returncode
+        try:
+            pid, status, rusage = os.wait4(self.proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            return self.proc.poll()
+        if pid == 0:
+            return None
+        self.rusage = rusage
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return self.proc.returncode
 
 
 def exit_outcome(returncode: int, duration: float) -> Outcome:
@@ -270,7 +318,7 @@ def exit_outcome(returncode: int, duration: float) -> Outcome:
 
 
 def _supervise(
-    proc: subprocess.Popen[bytes],
+    waiter: _Waiter,
     members: RunMembers,
     output: OutputSink,
     stop: StopSignal,
@@ -281,6 +329,7 @@ def _supervise(
 
     Returns (timeout or stopped when the worker ended it, else None; the exit status).
     """
+    proc = waiter.proc
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     poller = select.poll()
@@ -293,7 +342,7 @@ def _supervise(
     while True:
         now = time.monotonic()
         if returncode is None:
-            returncode = proc.poll()
+            returncode = waiter.poll()
         if stop.is_set():
             # A run whose first process already ended by itself keeps that outcome: a
             # stop that comes later (a fence) only ends what it left in the group.
@@ -307,7 +356,7 @@ def _supervise(
         members.track()
 
         if returncode is None:
-            returncode = proc.poll()
+            returncode = waiter.poll()
         if returncode is not None:
             if group_gone_at is None:
                 if members.alive():
@@ -332,7 +381,7 @@ def _supervise(
                     poller.unregister(fd)
         elif returncode is None:
             # Still running after ``wait``: look at stop and the deadline again.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                returncode = proc.wait(timeout=wait)
+            time.sleep(min(wait, 0.01))
+            returncode = waiter.poll()
         else:
             time.sleep(min(wait, 0.05))  # leftovers of the group are being killed

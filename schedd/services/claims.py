@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from schedd.executors.cgroups import Limits
 from schedd.models import RunStatus, Task, TaskRun
 from schedd.services import output
 from schedd.services.output import OutputBatch
@@ -84,6 +85,7 @@ class ClaimedRun:
     environment: dict[str, str]  # the task's own variables
     run_as: str | None  # the task's run user; None: the worker's
     working_dir: str | None
+    limits: Limits  # the task's memory_max_mb, cpu_max, pids_max
     priority: int
     retry_count: int
     scheduled_for: datetime | None
@@ -247,6 +249,9 @@ def _with_tasks(session: Session, worker_id: str, rows: Sequence[Any]) -> list[C
             tasks.c.environment,
             tasks.c.run_as,
             tasks.c.working_dir,
+            tasks.c.memory_max_mb,
+            tasks.c.cpu_max,
+            tasks.c.pids_max,
         ).where(tasks.c.id.in_({row.task_id for row in rows}))
     ).all()
     by_id = {task.id: task for task in task_rows}
@@ -267,6 +272,7 @@ def _with_tasks(session: Session, worker_id: str, rows: Sequence[Any]) -> list[C
                 environment=dict(task.environment or {}),
                 run_as=task.run_as,
                 working_dir=task.working_dir,
+                limits=Limits(task.memory_max_mb, task.cpu_max, task.pids_max),
                 priority=row.priority,
                 retry_count=row.retry_count,
                 scheduled_for=row.scheduled_for,
@@ -309,6 +315,8 @@ def finish(
     error_message: str | None,
     result: str | None,
     batch: OutputBatch | None = None,
+    cpu_seconds: float | None = None,
+    max_rss_mb: float | None = None,
 ) -> bool:
     """Record the end of a run (completed, failed, timeout, cancelled) with its last output.
 
@@ -323,6 +331,8 @@ def finish(
         "execution_time": execution_time,
         "error_message": error_message,
         "result": result,
+        "cpu_seconds": cpu_seconds,
+        "max_rss_mb": max_rss_mb,
     }
     if batch is not None:
         values["output_bytes"] = batch.total

@@ -187,6 +187,8 @@ def _write(session: Session, report: Report) -> bool | RunStatus | None:
             error_message=report.error_message,
             result=run.capture.result() or None,
             batch=batch,
+            cpu_seconds=report.cpu_seconds,
+            max_rss_mb=report.max_rss_mb,
         )
     if report.action is Action.hand_back:
         return claims.hand_back(session, run.claim, batch=batch)

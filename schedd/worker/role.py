@@ -33,7 +33,7 @@ from schedd.executors.guard import Guard
 from schedd.executors.identity import current_user
 from schedd.executors.registry import create_executors
 from schedd.executors.runas import check_run_as
-from schedd.metrics import RUN_DURATION
+from schedd.metrics import RUN_CPU, RUN_DURATION, RUN_MAX_RSS
 from schedd.services import workers
 from schedd.services.claims import ClaimedRun
 from schedd.worker.capture import OutputCapture
@@ -242,6 +242,7 @@ class WorkerRole:
             task_environment=claimed.environment,
             run_as=claimed.run_as,
             working_dir=claimed.working_dir,
+            limits=claimed.limits,
         )
         run = ActiveRun(claimed, spec, OutputCapture(self.settings.max_output_bytes))
         self.book.add(run)
@@ -255,6 +256,10 @@ class WorkerRole:
         self.book.finished(report)
         if report.status is not None:
             RUN_DURATION.labels(run.spec.executor, report.status).observe(report.execution_time)
+            if report.cpu_seconds is not None:
+                RUN_CPU.labels(run.spec.executor).observe(report.cpu_seconds)
+            if report.max_rss_mb is not None:
+                RUN_MAX_RSS.labels(run.spec.executor).observe(report.max_rss_mb)
         outcome = report.status or _UNFINISHED[report.action]
         log.log(
             logging.INFO if outcome in _QUIET_OUTCOMES else logging.WARNING,

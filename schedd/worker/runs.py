@@ -62,6 +62,8 @@ class Report:
     exit_code: int | None = None
     execution_time: float = 0.0
     error_message: str | None = None
+    cpu_seconds: float | None = None
+    max_rss_mb: float | None = None
 
 
 _STOPPED = {
@@ -83,7 +85,16 @@ def report_for(run: ActiveRun, outcome: Outcome) -> Report:
         reason = run.stop.reason or StopReason.shutdown
         action, message = _STOPPED[reason]
         status = RunStatus.cancelled if reason is StopReason.cancelled else None
-        return Report(run, action, status, None, outcome.duration, message)
+        return Report(
+            run,
+            action,
+            status,
+            None,
+            outcome.duration,
+            message,
+            outcome.cpu_seconds,
+            outcome.max_rss_mb,
+        )
     return Report(
         run,
         Action.finish,
@@ -91,6 +102,8 @@ def report_for(run: ActiveRun, outcome: Outcome) -> Report:
         outcome.exit_code,
         outcome.duration,
         outcome.error,
+        outcome.cpu_seconds,
+        outcome.max_rss_mb,
     )
 
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import pwd
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from schedd.db import Database
 from schedd.services import output, runs, workers
+from tests.services import unavailable
 from tests.userkit import system_user
 from tests.workerkit import (
     add_run,
@@ -215,3 +220,73 @@ def test_the_worker_row_says_how_its_runs_are_isolated(
         shown = workers.get_worker(session, worker.worker_id)
     assert shown.isolation == worker.cgroups.mode
     assert (shown.isolation == "none") == (cgroups == "off")
+
+
+def python_task(db: Database, code: str, **fields: Any) -> int:
+    return make_task(db, f"{sys.executable} -c {shlex.quote(code)}", **fields)
+
+
+def test_a_run_over_its_memory_limit_fails_as_out_of_memory_and_the_rest_carry_on(
+    db: Database, tmp_path: Path
+) -> None:
+    hog = add_run(db, python_task(db, "b = b'x' * (512 << 20)", memory_max_mb=64))
+    other = add_run(db, make_task(db, "sleep 1; echo fine"))
+    with running_worker(db, tmp_path) as worker:
+        failed = wait_for_status(db, hog, {"failed", "completed"}, 30)
+        done = wait_for_status(db, other, "completed", 15)
+        after = add_run(db, make_task(db, "echo still working"))
+        wait_for_status(db, after, "completed", 15)
+        assert worker.join(0) is False  # the worker still runs
+    assert failed.status == "failed", output_of(db, hog)
+    assert failed.error_message == "killed: out of memory (limit 64 MB)"
+    assert failed.max_rss_mb is not None and failed.max_rss_mb <= 64.5
+    assert output_of(db, other) == "fine\n" and done.exit_code == 0
+
+
+def test_a_limit_the_worker_cannot_enforce_fails_the_run_with_the_reason(
+    db: Database, tmp_path: Path
+) -> None:
+    run_id = add_run(db, make_task(db, "touch /tmp/never", memory_max_mb=64))
+    with running_worker(db, tmp_path, cgroups="off"):
+        failed = wait_for_status(db, run_id, "failed", 15)
+    assert failed.error_message is not None
+    assert failed.error_message.startswith("this worker cannot enforce memory_max_mb")
+    assert output_of(db, run_id) == ""
+
+
+# About 0.5 s of CPU and 200 MB touched, then exit: a known workload.
+WORKLOAD = (
+    "import time\n"
+    "data = b'x' * (200 << 20)\n"
+    "end = time.process_time() + 0.5\n"
+    "while time.process_time() < end: pass\n"
+)
+
+
+def time_v(code: str) -> tuple[float, float]:
+    """(CPU seconds, max RSS MB) of ``python -c code`` as /usr/bin/time -v reports them."""
+    if not Path("/usr/bin/time").exists():
+        unavailable("/usr/bin/time", "install the Debian package time")
+    done = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = dict(line.strip().rsplit(": ", 1) for line in done.stderr.splitlines() if ": " in line)
+    cpu = float(report["User time (seconds)"]) + float(report["System time (seconds)"])
+    return cpu, int(report["Maximum resident set size (kbytes)"]) / 1024
+
+
+@pytest.mark.parametrize("cgroups", MODES)
+def test_cpu_seconds_and_max_rss_match_time_v_within_20_percent(
+    db: Database, tmp_path: Path, cgroups: str
+) -> None:
+    run_id = add_run(db, python_task(db, WORKLOAD))
+    with running_worker(db, tmp_path, cgroups=cgroups):
+        run = wait_for_status(db, run_id, "completed", 60)
+    cpu, rss = time_v(WORKLOAD)
+    assert run.cpu_seconds is not None and run.max_rss_mb is not None
+    assert abs(run.cpu_seconds - cpu) <= 0.2 * cpu, (run.cpu_seconds, cpu)
+    assert abs(run.max_rss_mb - rss) <= 0.2 * rss, (run.max_rss_mb, rss)

@@ -24,7 +24,8 @@ def test_create_takes_every_field_as_a_flag(cli: Cli) -> None:
         "--depends-on", "extract", "--metadata", '{"owner": "ops"}', "--concurrency", "forbid",
         "--misfire", "skip", "--description", "Daily report", "--task-type", "reports",
         "--env", "REPORT_DIR=/srv/r", "--env", "EMPTY=", "--run-as", "reports:staff",
-        "--working-dir", "/srv/r", "--paused",
+        "--working-dir", "/srv/r", "--memory-max", "256", "--cpu-max", "0.5",
+        "--pids-max", "64", "--paused",
     )  # fmt: skip
     assert {k: v for k, v in task.items() if k not in ("id", "created_at", "updated_at")} == {
         "name": "report",
@@ -50,6 +51,9 @@ def test_create_takes_every_field_as_a_flag(cli: Cli) -> None:
         "environment": {"REPORT_DIR": "/srv/r", "EMPTY": ""},
         "run_as": "reports:staff",
         "working_dir": "/srv/r",
+        "memory_max_mb": 256,
+        "cpu_max": 0.5,
+        "pids_max": 64,
     }
 
 
@@ -224,3 +228,11 @@ def test_bad_isolation_fields_are_one_line_naming_the_field(
 ) -> None:
     result = cli("task", "create", "backup", "true", flag, value)
     assert result.exit_code != 0 and field in one_line(result)
+
+
+def test_no_limits_clears_every_limit(cli: Cli) -> None:
+    cli("task", "create", "backup", "true", "--memory-max", "64", "--pids-max", "8")
+    cleared = cli.json("task", "update", "backup", "--no-limits")
+    assert (cleared["memory_max_mb"], cleared["cpu_max"], cleared["pids_max"]) == (None,) * 3
+    bad = cli("task", "update", "backup", "--memory-max", "2")
+    assert bad.exit_code != 0 and "memory_max_mb" in one_line(bad)
