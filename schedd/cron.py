@@ -87,7 +87,7 @@ def zone(name: str) -> ZoneInfo:
         raise CronError(f"unknown time zone {quote(name)}", field="timezone") from None
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=16384)
 def parse(expression: str, timezone: str = "UTC") -> Schedule:
     """The :class:`Schedule` for ``expression`` in ``timezone`` (cached: parse once).
 

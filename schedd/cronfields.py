@@ -16,6 +16,7 @@ wrapped; a step must be 1 to the number of values of the field.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -224,7 +225,7 @@ def parse_fields(expression: str) -> CronSpec:
     dow_full = len(weekdays) == 7
     day_or = not dom_full and not dow_full
     dom_only = dow_full
-    if dom_only and not any(d <= _MAX_DAYS[m] for m in months for d in days):
+    if dom_only and min(days) > max(_MAX_DAYS[m] for m in months):
         raise CronError(
             f"{prefix}day-of-month field {quote(parts[3])} and month field {quote(parts[4])} "
             "never match a real date, so it would never fire"
@@ -243,6 +244,10 @@ def parse_fields(expression: str) -> CronSpec:
     )
 
 
+# Fields repeat across expressions ("0", "*", "*/5"): thousands of distinct schedules
+# (one per task, each at its own minute) expand a few hundred distinct fields. A field
+# that raises is not cached (lru_cache keeps only returned values).
+@functools.lru_cache(maxsize=2048)
 def _expand(spec: _Field, text: str) -> frozenset[int]:
     values: set[int] = set()
     for item in text.split(","):

@@ -178,10 +178,26 @@ def fire_due(
     created_at = created_at or utcnow()
     rows: list[dict[str, Any]] = []
     advances: list[dict[str, Any]] = []
+    # Tasks that share a schedule, time zone, due time and policies (a burst of tasks
+    # on one cron line) share one decision: computed once per batch, not once per task.
+    decided: dict[tuple[Any, ...], tuple[FireDecision, datetime | None, bool]] = {}
     for task in due:
-        decision, next_run_at, exact = _decide(
-            task, now, settings, active.get(task.id), blocked.get(task.id)
+        active_run, reason = active.get(task.id), blocked.get(task.id)
+        key = (
+            task.schedule,
+            task.timezone,
+            task.next_run_at,
+            task.misfire_policy,
+            task.concurrency_policy,
+            active_run,
+            reason,
         )
+        known = decided.get(key)
+        if known is None:
+            known = _decide(task, now, settings, active_run, reason)
+            if known is not _INVALID_SCHEDULE:  # that one is logged for each task
+                decided[key] = known
+        decision, next_run_at, exact = known
         for fire in decision.fires:
             status = RunStatus.pending if fire.runs else RunStatus.skipped
             rows.append(
@@ -207,6 +223,10 @@ def fire_due(
     return result
 
 
+# What a task whose stored schedule no longer parses does: nothing, and stop being due.
+_INVALID_SCHEDULE: tuple[FireDecision, datetime | None, bool] = (FireDecision(), None, True)
+
+
 def _decide(
     task: Any, now: datetime, settings: FireSettings, active: str | None, blocked: str | None
 ) -> tuple[FireDecision, datetime | None, bool]:
@@ -225,7 +245,7 @@ def _decide(
             exc,
             extra={"task_id": task.id},
         )
-        return FireDecision(), None, True
+        return _INVALID_SCHEDULE
     due = due_times(schedule, task.next_run_at, now, settings.max_catchup)
     decision = decide_fire(
         due.times,
@@ -257,10 +277,10 @@ def _replace(session: Session, result: FireResult, now: datetime) -> None:
             )
 
 
-_UNNEST_ADVANCE = sa.text(
+_JSON_ADVANCE = sa.text(
     "UPDATE tasks AS t SET next_run_at = u.next, last_run_at = COALESCE(u.last, t.last_run_at) "
-    "FROM unnest(CAST(:ids AS integer[]), CAST(:olds AS timestamptz[]), "
-    "CAST(:nexts AS timestamptz[]), CAST(:lasts AS timestamptz[])) AS u(id, old, next, last) "
+    "FROM json_to_recordset(CAST(:rows AS json)) "
+    "AS u(id integer, old timestamptz, next timestamptz, last timestamptz) "
     "WHERE t.id = u.id AND t.next_run_at = u.old"
 )
 
@@ -269,15 +289,11 @@ def _advance(session: Session, advances: Sequence[dict[str, Any]]) -> None:
     """Move each fired task's next_run_at past now (guarded by the value it was fired
     at, so a concurrent edit of the task is never overwritten with a stale time)."""
     if store.is_postgres(session):
-        session.execute(
-            _UNNEST_ADVANCE,
-            {
-                "ids": [a["b_id"] for a in advances],
-                "olds": [a["b_old"] for a in advances],
-                "nexts": [a["b_next"] for a in advances],
-                "lasts": [a["b_last"] for a in advances],
-            },
-        )
+        rows = [
+            {"id": a["b_id"], "old": a["b_old"], "next": a["b_next"], "last": a["b_last"]}
+            for a in advances
+        ]
+        session.execute(_JSON_ADVANCE, {"rows": store.json_rows(rows)})
         return
     tasks = store.tasks
     stmt = (

@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -46,6 +47,8 @@ RETRY_LOOKBACK = timedelta(days=1)
 RETRY_MARGIN = timedelta(minutes=5)
 # Most fire batches in one pass before the other steps get their turn.
 MAX_FIRE_BATCHES = 20
+# Threads firing the batches of one burst at once on PostgreSQL (SQLite has one writer).
+FIRE_THREADS = 2
 # Shortest sleep while tasks are due that other schedulers hold locked.
 MIN_SLEEP = 0.02
 SWEEP_INTERVAL = 1.0
@@ -100,6 +103,7 @@ class Scheduler:
         self._last_reap = float("-inf")
         self._last_sweep = float("-inf")
         self._next_retention = time.monotonic() + RETENTION_FIRST_DELAY
+        self._fire_pool: ThreadPoolExecutor | None = None  # started by the first burst
 
     def run_pass(self, now: datetime | None = None) -> PassReport:
         """Do every step once. ``now`` pins the clock (tests); None uses the real one."""
@@ -176,29 +180,75 @@ class Scheduler:
             report.published.extend(messages)
 
     def _fire(self, report: PassReport, now: datetime | None) -> None:
+        """Fire batches until one is not full. On PostgreSQL a full first batch (a
+        burst) brings in FIRE_THREADS - 1 helper threads that fire further batches on
+        their own connections meanwhile: SKIP LOCKED gives each batch disjoint tasks
+        (as with several schedulers) and one thread's round trips overlap another's
+        Python work. Only this thread publishes and reports."""
         # With a broker that claims in the database the committed row is the hand-over:
         # stamp it in the insert and publish only as a wake-up hint (one write less).
         in_database = self.broker is not None and self.broker.claims_in_database
-        for _ in range(MAX_FIRE_BATCHES):
-            with self.db.session() as session:
-                result = fire.fire_due(
-                    session,
-                    now=now or utcnow(),
-                    settings=self.fire_settings,
-                    created_at=now,
-                    dispatched=in_database,
+        first = self._fire_batch(now, in_database)
+        self._fired(report, first, in_database)
+        if not first.full:
+            return
+        helpers: list[Future[list[fire.FireResult]]] = []
+        if self.db.is_postgres and FIRE_THREADS > 1:
+            if self._fire_pool is None:
+                self._fire_pool = ThreadPoolExecutor(
+                    FIRE_THREADS - 1, thread_name_prefix="scheduler-fire"
                 )
-            fire.report(result)
-            messages = result.messages
-            report.fired += len(messages)
-            report.skipped += len(result.runs) - len(messages)
-            if in_database:
-                self._hint(report, messages)
-            else:
-                self._publish(report, messages)
+            helpers = [
+                self._fire_pool.submit(self._fire_batches, now, in_database)
+                for _ in range(FIRE_THREADS - 1)
+            ]
+        try:
+            for _ in range(MAX_FIRE_BATCHES - 1):
+                result = self._fire_batch(now, in_database)
+                self._fired(report, result, in_database)
+                if not result.full:
+                    break
+        finally:
+            # Committed batches are published even when this thread's batch failed.
+            for helper in helpers:
+                results = helper.result()
+                for result in results:
+                    self._fired(report, result, in_database, last=False)
+                report.more_due |= results[-1].full
+
+    def _fire_batches(self, now: datetime | None, in_database: bool) -> list[fire.FireResult]:
+        """A helper thread's share of a burst: batches until one is not full."""
+        results: list[fire.FireResult] = []
+        for _ in range(MAX_FIRE_BATCHES - 1):
+            results.append(self._fire_batch(now, in_database))
+            if not results[-1].full:
+                break
+        return results
+
+    def _fire_batch(self, now: datetime | None, in_database: bool) -> fire.FireResult:
+        with self.db.session() as session:
+            return fire.fire_due(
+                session,
+                now=now or utcnow(),
+                settings=self.fire_settings,
+                created_at=now,
+                dispatched=in_database,
+            )
+
+    def _fired(
+        self, report: PassReport, result: fire.FireResult, in_database: bool, *, last: bool = True
+    ) -> None:
+        """Report and publish a committed fire batch."""
+        fire.report(result)
+        messages = result.messages
+        report.fired += len(messages)
+        report.skipped += len(result.runs) - len(messages)
+        if in_database:
+            self._hint(report, messages)
+        else:
+            self._publish(report, messages)
+        if last:
             report.more_due = result.full
-            if not result.full:
-                return
 
     def _release(self, report: PassReport, now: datetime | None) -> None:
         with self.db.session() as session:

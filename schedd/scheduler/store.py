@@ -8,6 +8,7 @@ Inserts use ``ON CONFLICT DO NOTHING`` on the keys that make a fire or a retry u
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,7 +128,7 @@ def insert_fires(session: Session, rows: Sequence[dict[str, Any]]) -> list[Inser
     if not rows:
         return []
     if is_postgres(session):
-        return _insert_fires_unnest(session, rows)
+        return _insert_fires_json(session, rows)
     stmt = (
         _insert(session)
         .on_conflict_do_nothing(
@@ -160,27 +161,55 @@ _FIRE_DEFAULTS = {
     "cancel_requested": False,
     "output_bytes": 0,
 }
-_UNNEST_INSERT = sa.text(
+_JSON_INSERT = sa.text(
     "INSERT INTO task_runs ({names}, retry_count, claim, cancel_requested, output_bytes) "
-    "SELECT {names}, 0, 0, false, 0 FROM unnest({arrays}) AS u({names}) "
+    "SELECT {names}, 0, 0, false, 0 FROM json_to_recordset(CAST(:rows AS json)) AS u({types}) "
     "ON CONFLICT (task_id, scheduled_for) WHERE \"trigger\" IN ('schedule', 'dependency') "
     "DO NOTHING RETURNING id, task_id, status, priority, task_type, scheduled_for".format(
         names=", ".join(f'"{name}"' for name in _FIRE_COLUMNS),
-        arrays=", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _FIRE_COLUMNS.items()),
+        types=", ".join(f'"{name}" {kind}' for name, kind in _FIRE_COLUMNS.items()),
     )
 )
 
 
-def _insert_fires_unnest(session: Session, rows: Sequence[dict[str, Any]]) -> list[InsertedRun]:
-    """PostgreSQL: the whole batch as one INSERT ... SELECT FROM unnest(arrays).
+def json_default(value: Any) -> str:
+    """JSON for the datetimes of a batch parameter (PostgreSQL reads ISO 8601)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} as JSON")
 
-    One statement with ten array parameters instead of a multi-row VALUES list with
-    thousands of placeholders, which the driver would spend most of the time parsing.
+
+def json_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """A batch of rows as one JSON parameter (see :func:`_insert_fires_json`).
+
+    The rows of a batch mostly share their times (created_at, the due second): each
+    distinct datetime is formatted once."""
+    texts: dict[datetime, str] = {}
+
+    def text(value: Any) -> Any:
+        if not isinstance(value, datetime):
+            return value
+        found = texts.get(value)
+        if found is None:
+            found = texts[value] = value.isoformat()
+        return found
+
+    plain = [{key: text(value) for key, value in row.items()} for row in rows]
+    return json.dumps(plain, default=json_default, separators=(",", ":"))
+
+
+def _insert_fires_json(session: Session, rows: Sequence[dict[str, Any]]) -> list[InsertedRun]:
+    """PostgreSQL: the whole batch as one INSERT ... SELECT FROM json_to_recordset(rows).
+
+    One statement with one text parameter: the driver would spend most of the time
+    adapting thousands of placeholders (a multi-row VALUES list) or array elements
+    (unnest of ten arrays, element by element in Python); json.dumps is C and the
+    server reads the JSON in a fraction of the insert's time.
     """
     for row in rows:
         assert all(row[key] == value for key, value in _FIRE_DEFAULTS.items()), row
-    params = {name: [_utc(row[name]) for row in rows] for name in _FIRE_COLUMNS}
-    found = session.execute(_UNNEST_INSERT, params)
+    payload = json_rows([{name: row[name] for name in _FIRE_COLUMNS} for row in rows])
+    found = session.execute(_JSON_INSERT, {"rows": payload})
     return [
         InsertedRun(run_id, task_id, status, priority, task_type, _utc(scheduled_for))
         for run_id, task_id, status, priority, task_type, scheduled_for in found

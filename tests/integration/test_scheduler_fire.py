@@ -174,6 +174,17 @@ def test_a_pass_fires_all_due_tasks_batch_by_batch(db: Database) -> None:
     assert all(len(runs_of(db, i)) == 1 for i in ids)
 
 
+def test_a_burst_fired_by_several_threads_fires_each_task_once(db: Database) -> None:
+    # On PostgreSQL a full first batch brings in helper threads (FIRE_THREADS).
+    ids = [new_task(db, f"burst{i}", schedule="0 * * * * *", now=at(-30)) for i in range(60)]
+    broker = RecordingBroker()
+    report = scheduler_for(db, broker, batch_size=4).run_pass(now=at(0.1))
+    assert report.fired == 60
+    assert not report.more_due
+    assert [len(runs_of(db, i)) for i in ids] == [1] * 60
+    assert sorted(broker.run_ids) == sorted(runs_of(db, i)[0].id for i in ids)
+
+
 def test_priority_and_task_type_are_copied_into_the_run(db: Database) -> None:
     new_task(db, schedule="0 * * * * *", now=at(-30), priority="critical", task_type="gpu")
     broker = RecordingBroker()
