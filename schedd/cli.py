@@ -5,15 +5,18 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from schedd import __version__
-from schedd.config import Settings, load_settings, render_toml
-from schedd.daemon import ROLE_NAMES, Daemon
-from schedd.db import create_database, describe_url, migrate
 from schedd.errors import ConfigError, SchedError, Unavailable, first_line
+
+# The configuration, the daemon and the database layer (pydantic, SQLAlchemy, Alembic)
+# are imported by the commands that use them: `schedd --help` must not pay for them
+# (tests/unit/test_cli_startup.py).
+if TYPE_CHECKING:
+    from schedd.config import Settings
 
 # sysexits(3) codes, as init systems and scripts expect them.
 EXIT_USAGE = 64
@@ -62,6 +65,8 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def settings_or_exit(config: Path | None, overrides: dict[str, object] | None = None) -> Settings:
+    from schedd.config import load_settings
+
     try:
         return load_settings(config, overrides=overrides)
     except ConfigError as exc:
@@ -134,6 +139,8 @@ def main_callback(
 
 def _roles_or_exit(role: list[str] | None) -> list[str]:
     """The --role values, once each; exit 64 naming an unknown one."""
+    from schedd.daemon import ROLE_NAMES
+
     unknown = [r for r in role or [] if r not in ROLE_NAMES]
     if unknown:
         fail(
@@ -153,6 +160,7 @@ def _run(config: Path | None, role: list[str] | None) -> None:
     roles = _roles_or_exit(role)
     settings = settings_or_exit(config, {"daemon.roles": roles} if roles else {})
     from schedd import logs
+    from schedd.daemon import Daemon
 
     logs.setup(settings.observability.log_level, settings.observability.log_format)
     try:
@@ -176,6 +184,8 @@ def migrate_cmd(
     ] = None,
 ) -> None:
     """Create or upgrade the database schema to this version's head revision."""
+    from schedd.db import create_database, describe_url, migrate
+
     config, _ = _with_globals(ctx, config, command="migrate", takes_role=False)
     overrides: dict[str, object] = {"database.url": database_url} if database_url else {}
     settings = settings_or_exit(config, overrides)
@@ -195,6 +205,8 @@ def migrate_cmd(
 @config_app.command("show")
 def config_show(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Print the effective configuration as TOML, secrets redacted."""
+    from schedd.config import render_toml
+
     config, _ = _with_globals(ctx, config, command="config show", takes_role=False)
     settings = settings_or_exit(config)
     if settings.source:
@@ -214,6 +226,8 @@ def config_check(
     """Validate the configuration as schedd would load it (the file, then the
     environment: DATABASE_URL, RABBITMQ_URL, JWT_SECRET, SCHEDD_*) and what its roles
     need to start (the API's JWT secret, the broker URL); exit 0 when good."""
+    from schedd.config import load_settings
+
     config, role = _with_globals(ctx, None, role, command="config check", takes_role=True)
     if file is not None and config is not None and file != config:
         fail(f"--config {config} and the file {file} disagree; give one", EXIT_USAGE)
