@@ -110,7 +110,9 @@ class FunctionPool:
         self.cwd = working_directory(self.user, None, settings.working_directory)
         self.passthrough = list(settings.env_passthrough)
         self.guard = guard
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
+        self._available = threading.Condition(self._lock)  # run threads wait here
+        self._refill = threading.Condition(self._lock)  # the pool thread waits here
         self._idle: deque[PoolProcess] = deque()
         self._alive = 0  # processes started and not retired (idle, busy or starting)
         self._retiring: list[PoolProcess] = []
@@ -136,7 +138,7 @@ class FunctionPool:
             if ready is None:  # stop or deadline came first: the process stays
                 with self._lock:
                     self._idle.appendleft(process)
-                    self._lock.notify_all()
+                    self._available.notify()
                 return None
 
     def release(self, process: PoolProcess, *, reuse: bool) -> None:
@@ -147,7 +149,7 @@ class FunctionPool:
                 with self._lock:
                     if not self._closed:
                         self._idle.append(process)
-                        self._lock.notify_all()
+                        self._available.notify()
                         return
         if not reuse:
             process.kill()
@@ -159,7 +161,7 @@ class FunctionPool:
             self._alive -= 1
             if reuse:
                 self._retiring.append(process)
-            self._lock.notify_all()
+            self._refill.notify()
 
     def close(self, timeout: float = EXIT_WAIT) -> None:
         """Ask every idle process to exit, kill what does not; no run may be executing."""
@@ -167,7 +169,8 @@ class FunctionPool:
             self._closed = True
             idle, self._idle = list(self._idle), deque()
             self._alive -= len(idle)
-            self._lock.notify_all()
+            self._available.notify_all()
+            self._refill.notify()
         for process in idle:
             process.sock.close()
         deadline = time.monotonic() + timeout
@@ -203,7 +206,7 @@ class FunctionPool:
                 now = time.monotonic()
                 if stop.is_set() or now >= deadline:
                     return None
-                self._lock.wait(min(SLICE, deadline - now))
+                self._available.wait(min(SLICE, deadline - now))
             return self._idle.popleft()
 
     def _wait_ready(self, process: PoolProcess, deadline: float, stop: StopSignal) -> bool | None:
@@ -238,7 +241,8 @@ class FunctionPool:
             self._failures += 1
             self._last_failure = reason
             self._alive -= 1
-            self._lock.notify_all()
+            self._available.notify_all()  # they see the failure
+            self._refill.notify()
 
     def _keep_full(self) -> None:
         """The pool thread: start processes up to ``size``, reap retired ones."""
@@ -247,7 +251,7 @@ class FunctionPool:
                 while (self._closed or self._alive >= self.size) and not self._retiring:
                     if self._closed:
                         return
-                    self._lock.wait(1.0)
+                    self._refill.wait(1.0)
                 missing = 0 if self._closed else self.size - self._alive
                 self._alive += missing
                 failures = self._failures
@@ -264,20 +268,20 @@ class FunctionPool:
                         self._alive -= 1
                         self._failures += 1
                         self._last_failure = f"cannot start: {exc.strerror or exc}"
-                        self._lock.notify_all()
+                        self._available.notify_all()
                     continue
                 with self._lock:
                     closed = self._closed
                     if not closed:
                         self._idle.append(process)
-                        self._lock.notify_all()
+                        self._available.notify()
                 if closed:
                     process.kill()
                     self._forget(process)
             if not missing:
                 with self._lock:
                     if self._retiring and not self._closed:
-                        self._lock.wait(0.2)
+                        self._refill.wait(0.2)
 
     def _take_retiring(self, *, everything: bool) -> list[PoolProcess]:
         """Retired processes that have exited (or all of them), SIGKILLed when late."""
