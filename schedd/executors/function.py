@@ -112,12 +112,21 @@ class FunctionExecutor(Executor):
         """The call's working directory (None: the pool's); RunAsRefused says why not.
 
         Pool processes are shared by every function task, so they all run as the
-        worker's run user; a task asking for another user cannot be a function task."""
+        worker's run user in the worker's cgroup; a task asking for another user or for
+        resource limits cannot be a function task (a limit not enforced fails the run,
+        as on a worker without the controller)."""
         user = self.pool.users.pick(spec.run_as)
         if user != self.pool.user:
             raise RunAsRefused(
                 f"run_as {spec.run_as!r}: function calls run as the worker's run user "
                 f"{self.pool.user.name!r} (the pool is shared); use a shell or python task"
+            )
+        wanted = spec.limits.wanted()
+        if wanted:
+            fields = ", ".join(sorted(wanted.values()))
+            raise RunAsRefused(
+                f"function calls share the pool's processes, so a run cannot have its own "
+                f"{fields}: the run is not started (use a shell or python task)"
             )
         if spec.working_dir is None:
             return None

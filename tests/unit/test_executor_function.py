@@ -312,3 +312,12 @@ def test_an_interpreter_that_cannot_run_the_pool_fails_runs_with_the_reason() ->
         assert "'/bin/false' Python 3.11 or newer?" in outcome.error
     finally:
         pool.executor.close()
+
+
+def test_a_task_with_resource_limits_is_refused_naming_them(pool: Pool) -> None:
+    from schedd.executors.cgroups import Limits
+
+    outcome, _ = pool.call("noop", limits=Limits(memory_max_mb=64, pids_max=10))
+    assert outcome.ending is Ending.failed
+    assert outcome.error is not None
+    assert "cannot have its own memory_max_mb, pids_max: the run is not started" in outcome.error
