@@ -130,3 +130,10 @@ def append_run_id(path: str) -> None:
         os.write(fd, f"{os.environ['SCHED_RUN_ID']}\n".encode())
     finally:
         os.close(fd)
+
+
+def burn_cpu(seconds: float) -> None:
+    """Spins for ``seconds`` of CPU time."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass

@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import resource
 import socket
 import struct
 import sys
@@ -119,6 +120,14 @@ class Caller:
         return function
 
     def call(self, request: dict[str, Any], out_fd: int) -> dict[str, Any]:
+        """The call with its output on ``out_fd``, and what it cost (CPU, peak memory)."""
+        before = _cpu_seconds()
+        reply = self._redirected(request, out_fd)
+        reply["cpu_seconds"] = round(_cpu_seconds() - before, 6)
+        reply["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 3)
+        return reply
+
+    def _redirected(self, request: dict[str, Any], out_fd: int) -> dict[str, Any]:
         _flush()
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
@@ -175,6 +184,15 @@ class Caller:
         if _thread_count() > threads or _children_running():
             reply["dirty"] = True
         return reply
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its reaped children so far."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def _flush() -> None:

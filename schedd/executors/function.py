@@ -24,6 +24,7 @@ import os
 import select
 import signal
 import time
+from dataclasses import replace
 from typing import Any
 
 from schedd.config import WorkerSettings
@@ -288,10 +289,14 @@ def _outcome(
                 duration=duration,
             )
         return exit_outcome(process.proc.returncode, duration)
+    cpu: float | None = reply.get("cpu_seconds")
+    rss: float | None = reply.get("max_rss_mb")
     if "returned" in reply:
-        return Outcome(Ending.completed, exit_code=0, duration=duration, result=reply["returned"])
-    if "raised" in reply:
-        return Outcome(Ending.failed, exit_code=1, error=str(reply["raised"]), duration=duration)
-    if "exit" in reply:
-        return exit_outcome(int(reply["exit"]), duration)
-    return Outcome(Ending.failed, error=str(reply.get("refused")), duration=duration)
+        outcome = Outcome(Ending.completed, exit_code=0, result=reply["returned"])
+    elif "raised" in reply:
+        outcome = Outcome(Ending.failed, exit_code=1, error=str(reply["raised"]))
+    elif "exit" in reply:
+        outcome = exit_outcome(int(reply["exit"]), duration)
+    else:
+        outcome = Outcome(Ending.failed, error=str(reply.get("refused")))
+    return replace(outcome, duration=duration, cpu_seconds=cpu, max_rss_mb=rss)

@@ -321,3 +321,10 @@ def test_a_task_with_resource_limits_is_refused_naming_them(pool: Pool) -> None:
     assert outcome.ending is Ending.failed
     assert outcome.error is not None
     assert "cannot have its own memory_max_mb, pids_max: the run is not started" in outcome.error
+
+
+def test_a_call_reports_its_cpu_time_and_the_process_peak_memory(pool: Pool) -> None:
+    outcome, _ = pool.call("burn_cpu", 0.2)
+    assert outcome.ending is Ending.completed
+    assert outcome.cpu_seconds is not None and 0.1 <= outcome.cpu_seconds < 5
+    assert outcome.max_rss_mb is not None and outcome.max_rss_mb > 1
