@@ -30,6 +30,7 @@ from schedd.scheduler import (
     dependencies,
     fire,
     metrics,
+    observation,
     reaper,
     retention,
     retries,
@@ -104,6 +105,11 @@ class Scheduler:
         self._last_sweep = float("-inf")
         self._next_retention = time.monotonic() + RETENTION_FIRST_DELAY
         self._fire_pool: ThreadPoolExecutor | None = None  # started by the first burst
+        # A gap of half a heartbeat timeout between two good steps may hide an outage
+        # (but the scheduler's own sleep between passes is no gap).
+        self.observation = observation.Observation(
+            max(settings.effective_heartbeat_timeout / 2, 2 * cfg.scheduling_interval)
+        )
 
     def run_pass(self, now: datetime | None = None) -> PassReport:
         """Do every step once. ``now`` pins the clock (tests); None uses the real one."""
@@ -115,7 +121,11 @@ class Scheduler:
         monotonic = time.monotonic()
         if now is not None or monotonic - self._last_reap >= self.settings.scheduler.reap_interval:
             self._last_reap = monotonic
-            self._step(report, "reaper", lambda: self._reap(report))
+            # A pinned clock (tests) judges at once; the real one after a full heartbeat
+            # timeout of reachability (see :mod:`.observation`).
+            timeout = self.settings.effective_heartbeat_timeout
+            if now is not None or self.observation.may_judge(timeout):
+                self._step(report, "reaper", lambda: self._reap(report))
         self._step(report, "dependencies", lambda: self._release(report, now))
         self._step(report, "retries", lambda: self._retry(report, now))
         self._step(report, "promotion", lambda: self._promote(report, now))
@@ -162,7 +172,11 @@ class Scheduler:
             work()
         except (sa.exc.SQLAlchemyError, SchedError) as exc:
             report.errors += 1
+            if isinstance(exc, sa.exc.SQLAlchemyError):
+                self.observation.failed()
             log.error("scheduler %s step failed: %s", name, first_line(exc))
+        else:
+            self.observation.succeeded()
 
     def _hint(self, report: PassReport, messages: list[Message]) -> None:
         if not messages or self.broker is None:

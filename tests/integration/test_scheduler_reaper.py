@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 from schedd.db import Database
 from schedd.models import Worker
 from schedd.scheduler import reaper
+from schedd.scheduler.observation import Observation
 from tests.scheduler_support import (
     RecordingBroker,
     add_run,
@@ -163,13 +165,51 @@ def test_a_long_run_on_a_live_worker_is_left_to_its_worker(db: Database) -> None
     assert run(db, long).status == "running"
 
 
+def watched_for(seconds: float) -> Observation:
+    """An observation that has seen the database answer for ``seconds``."""
+    clock = [0.0]
+    observed = Observation(seconds, clock=lambda: clock[0])
+    observed.succeeded()
+    clock[0] += seconds
+    observed.succeeded()
+    return observed
+
+
 def test_a_lost_run_is_retried_on_the_same_pass(db: Database) -> None:
     now = db.now()
     task_id = new_task(db, schedule=None, retry_count=1, retry_delay_seconds=0)
     add_worker(db, "dead", ago(now, 100))
     lost = add_run(db, task_id, status="running", worker_id="dead", heartbeat_at=ago(now, 100))
     broker = RecordingBroker()
-    scheduler_for(db, broker).run_pass()  # real clock; heartbeat timeout 90 s
+    scheduler = scheduler_for(db, broker)
+    scheduler.observation = watched_for(90)
+    scheduler.run_pass()  # real clock; heartbeat timeout 90 s
     retry = runs_of(db, task_id)[-1]
     assert (retry.parent_run_id, retry.trigger, retry.status) == (lost, "retry", "pending")
     assert broker.run_ids == [retry.id]
+
+
+def test_after_a_database_outage_the_reaper_waits_a_heartbeat_timeout_before_judging(
+    db: Database,
+) -> None:
+    # The workers' heartbeats are as old as the outage; they need a timeout to write.
+    now = db.now()
+    add_worker(db, "quiet", ago(now, 100))
+    task_id = new_task(db, schedule=None)
+    lost = add_run(db, task_id, status="running", worker_id="quiet", heartbeat_at=ago(now, 100))
+    clock = [1000.0]
+    scheduler = scheduler_for(db, RecordingBroker(), reap_interval=0.05)
+    scheduler.observation = Observation(45.0, clock=lambda: clock[0])
+
+    def one_pass(advance: float) -> int:
+        clock[0] += advance
+        time.sleep(0.06)  # past reap_interval, on the real clock
+        return scheduler.run_pass().reaped
+
+    assert one_pass(0) == 0  # just started: nothing observed yet
+    assert one_pass(60) == 0  # a 60 s gap: as if the database had been away
+    assert sum(one_pass(9) for _ in range(9)) == 0  # 81 s of reachability
+    assert run(db, lost).status == "running"
+    assert one_pass(9) == 1  # 90 s: a full heartbeat timeout
+    scheduler.observation.failed()  # a failed step ends the observation
+    assert not scheduler.observation.may_judge(90)
