@@ -194,6 +194,7 @@ class ApiSettings(Section):
     port: int = Field(8080, ge=1, le=65535)
     cors_origins: list[str] = Field(default_factory=list)
     allowed_hosts: list[str] | None = None
+    auth_failures_per_minute: int = Field(30, ge=1, le=1_000_000)
 
     @field_validator("allowed_hosts")
     @classmethod

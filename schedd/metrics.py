@@ -57,6 +57,11 @@ API_REQUEST_DURATION = Histogram(
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+AUTH_FAILURES = Counter(
+    "scheduler_api_auth_failures",
+    "Failed API authentications (unauthorized) and requests refused for too many (limited).",
+    ["outcome"],
+)
 HEARTBEATS = Counter(
     "scheduler_heartbeats",
     "Worker heartbeats recorded, by where they came from (api or worker).",

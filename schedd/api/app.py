@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schedd import __version__
 from schedd.api import (
+    authlimit,
     errors,
     guards,
     routes_auth,
@@ -123,6 +124,7 @@ def create_app(
         # SQLite has one writer at a time (every transaction takes the write lock), so
         # requests take turns; PostgreSQL gets as many as the pool has connections.
         db_slots=anyio.Semaphore(1 if db.is_sqlite else settings.database.max_connections),
+        auth_failures=authlimit.FailureLimiter(settings.api.auth_failures_per_minute),
     )
     errors.install(app)
     for module in (routes_system, routes_tasks, routes_runs, routes_workers, routes_auth):

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from schedd.api import authlimit
 from schedd.brokers.base import Broker
 from schedd.config import Settings
 from schedd.db import Database
@@ -49,6 +50,7 @@ class ApiState:
     jwt_secret: str
     metrics_registry: CollectorRegistry
     db_slots: anyio.Semaphore
+    auth_failures: authlimit.FailureLimiter
     started_at: datetime = field(default_factory=utcnow)
 
     def notify_tasks_changed(self) -> None:
@@ -216,11 +218,22 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 def authenticate(
-    session: Session, state: ApiState, credentials: HTTPAuthorizationCredentials | None
+    session: Session,
+    state: ApiState,
+    credentials: HTTPAuthorizationCredentials | None,
+    address: str = "-",
 ) -> Principal:
+    """The caller, or Unauthorized; a wrong credential counts against its address and
+    key prefix, and past ``api.auth_failures_per_minute`` the answer is 429."""
     if credentials is None or not credentials.credentials:
         raise Unauthorized("missing credentials: send Authorization: Bearer <API key or token>")
-    return auth.authenticate(session, state.jwt_secret, credentials.credentials)
+    credential = credentials.credentials
+    authlimit.check(state.auth_failures, address, credential)
+    try:
+        return auth.authenticate(session, state.jwt_secret, credential)
+    except Unauthorized as exc:
+        authlimit.failed(state.auth_failures, address, credential, exc)
+        raise
 
 
 class RequireScope:
@@ -232,7 +245,8 @@ class RequireScope:
     def __call__(
         self, request: Request, state: State, session: DbSession, credentials: Credentials
     ) -> Principal:
-        principal = authenticate(session, state, credentials)
+        address = request.client.host if request.client else "-"
+        principal = authenticate(session, state, credentials, address)
         request.state.principal = principal
         if self.scope is not None and not principal.has(self.scope):
             raise Forbidden(f"this operation needs the scope {self.scope}")

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from schedd.api.authlimit import TooManyFailures, audit_denied
 from schedd.errors import (
     Conflict,
     Forbidden,
@@ -40,6 +41,7 @@ STATUS: dict[type[SchedError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     Unavailable: 503,
+    TooManyFailures: 429,
 }
 HTTP_CODES = {
     400: "bad_request",
@@ -51,6 +53,7 @@ HTTP_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
+    429: "too_many_requests",
     503: "unavailable",
 }
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -112,7 +115,13 @@ async def _sched_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidInput) and exc.field and not message.startswith(exc.field):
         message = f"{exc.field}: {message}"  # every validation message names its field
     await run_in_threadpool(audit_failure, request, outcome, message)
-    return error_response(status, exc.code, message, exc.field)
+    denied = getattr(exc, "denied", None)
+    if denied is not None:
+        await run_in_threadpool(audit_denied, request.app.state.api.db, denied)
+    response = error_response(status, exc.code, message, exc.field)
+    if isinstance(exc, TooManyFailures):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _field_of(loc: tuple[Any, ...]) -> str | None:
