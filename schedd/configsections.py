@@ -237,6 +237,7 @@ class SchedulerSettings(Section):
     retry_delay_max: float = Field(3600.0, ge=0, le=604_800)
     default_timezone: str = "UTC"
     reap_interval: float = Field(5.0, ge=0.05, le=3600)
+    max_clock_skew_seconds: float = Field(2.0, gt=0, le=86_400)
 
     @field_validator("default_timezone")
     @classmethod

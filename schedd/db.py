@@ -77,8 +77,8 @@ class Database:
 
     def now(self) -> datetime:
         """The database's clock (heartbeat ages are judged by it, not by a host's)."""
-        with self.engine.connect() as conn:
-            if self.is_postgres:
+        if self.is_postgres:
+            with self.engine.connect() as conn:
                 value = conn.execute(sa.text("SELECT now()")).scalar_one()
                 return value.astimezone(UTC)
         # SQLite runs in this process: its clock is this host's.

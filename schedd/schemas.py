@@ -519,6 +519,9 @@ class HealthRead(BaseModel):
     # Active workers by how they isolate runs: cgroup2, hybrid (a cgroup per run) or
     # none (process groups); absent when the database does not answer.
     isolation: dict[str, int] | None = None
+    # This process's host clock minus the database's (the scheduler fires by the
+    # database's; each scheduler exports its own as scheduler_clock_skew_seconds).
+    clock_skew_seconds: float | None = None
 
 
 class OutputRead(BaseModel):

@@ -6,7 +6,7 @@ API's ``/metrics`` serves that registry.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 FIRES = Counter(
     "scheduler_fires",
@@ -34,4 +34,8 @@ PASS_SECONDS = Histogram(
     "scheduler_pass_seconds",
     "Duration of one scheduler pass (fire, dependencies, retries, reaper, sweeper).",
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+CLOCK_SKEW = Gauge(
+    "scheduler_clock_skew_seconds",
+    "This host's clock minus the database's, measured at the last scheduler pass.",
 )

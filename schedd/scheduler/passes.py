@@ -105,6 +105,8 @@ class Scheduler:
         self._last_sweep = float("-inf")
         self._next_retention = time.monotonic() + RETENTION_FIRST_DELAY
         self._fire_pool: ThreadPoolExecutor | None = None  # started by the first burst
+        self.clock_skew = 0.0  # this host's clock minus the database's, in seconds
+        self._skew_logged = False
         # A gap of half a heartbeat timeout between two good steps may hide an outage
         # (but the scheduler's own sleep between passes is no gap).
         self.observation = observation.Observation(
@@ -115,9 +117,10 @@ class Scheduler:
         """Do every step once. ``now`` pins the clock (tests); None uses the real one."""
         started = time.monotonic()
         report = PassReport()
+        clock = now or self._database_now()
         # Fire first: it is what is late when a pass is slow. Reap before retrying, so
         # that a lost run is retried in the same pass.
-        self._step(report, "fire", lambda: self._fire(report, now))
+        self._step(report, "fire", lambda: self._fire(report, clock))
         monotonic = time.monotonic()
         if now is not None or monotonic - self._last_reap >= self.settings.scheduler.reap_interval:
             self._last_reap = monotonic
@@ -126,12 +129,12 @@ class Scheduler:
             timeout = self.settings.effective_heartbeat_timeout
             if now is not None or self.observation.may_judge(timeout):
                 self._step(report, "reaper", lambda: self._reap(report))
-        self._step(report, "dependencies", lambda: self._release(report, now))
-        self._step(report, "retries", lambda: self._retry(report, now))
-        self._step(report, "promotion", lambda: self._promote(report, now))
+        self._step(report, "dependencies", lambda: self._release(report, clock))
+        self._step(report, "retries", lambda: self._retry(report, clock))
+        self._step(report, "promotion", lambda: self._promote(report, clock))
         if now is not None or monotonic - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = monotonic
-            self._step(report, "sweeper", lambda: self._sweep(report, now))
+            self._step(report, "sweeper", lambda: self._sweep(report, clock))
         if monotonic >= self._next_retention:
             # The real clock, even when ``now`` is pinned: run ages are real ones.
             self._next_retention = monotonic + RETENTION_INTERVAL
@@ -163,7 +166,36 @@ class Scheduler:
             return interval
         # A due task that this pass did not take is locked by another scheduler, which
         # is firing it now: look again shortly rather than spin.
-        return min(interval, max(MIN_SLEEP, (soonest - utcnow()).total_seconds()))
+        database_now = utcnow() - timedelta(seconds=self.clock_skew)
+        return min(interval, max(MIN_SLEEP, (soonest - database_now).total_seconds()))
+
+    def _database_now(self) -> datetime:
+        """The database's clock, read once per pass: a host clock running ahead must
+        never consume fire times. The difference is a metric and, above
+        ``max_clock_skew_seconds``, a warning."""
+        before = utcnow()
+        try:
+            database_now = self.db.now()
+        except sa.exc.SQLAlchemyError:
+            # The database is away (this pass's steps will fail and say so): the host
+            # clock corrected by the last difference measured.
+            return utcnow() - timedelta(seconds=self.clock_skew)
+        after = utcnow()
+        skew = ((before + (after - before) / 2) - database_now).total_seconds()
+        self.clock_skew = skew
+        metrics.CLOCK_SKEW.set(skew)
+        limit = self.settings.scheduler.max_clock_skew_seconds
+        if abs(skew) > limit and not self._skew_logged:
+            log.warning(
+                "this host's clock is %+.1fs off the database's (more than "
+                "max_clock_skew_seconds = %gs); scheduling by the database's clock",
+                skew,
+                limit,
+            )
+        elif abs(skew) <= limit and self._skew_logged:
+            log.info("this host's clock agrees with the database's again (%+.1fs)", skew)
+        self._skew_logged = abs(skew) > limit
+        return database_now
 
     # --- steps -----------------------------------------------------------------------
 

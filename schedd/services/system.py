@@ -80,12 +80,14 @@ def check_health(
     pending: int | None = None
     oldest: float | None = None
     isolation: dict[str, int] | None = None
+    skew: float | None = None
     try:
         with db.engine.connect() as conn:
             # The database probe is also the answer to "how are runs isolated": the
             # active workers by isolation mode (it replaces a plain SELECT 1).
             rows = conn.execute(_ISOLATION).all()
             pending, oldest = backlog(conn)
+            skew = clock_skew(db, conn)
         isolation = {mode or "unknown": count for mode, count in rows}
     except sa.exc.SQLAlchemyError as exc:
         reasons["database"] = first_line(exc)
@@ -110,8 +112,19 @@ def check_health(
         pending_runs=pending,
         oldest_pending_seconds=oldest,
         isolation=isolation,
+        clock_skew_seconds=skew,
     )
     return Health(report, reasons)
+
+
+def clock_skew(db: Database, conn: sa.Connection) -> float:
+    """This host's clock minus the database's, in seconds (0 on SQLite: same host)."""
+    if not db.is_postgres:
+        return 0.0
+    before = datetime.now(UTC)
+    database_now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+    after = datetime.now(UTC)
+    return round(((before + (after - before) / 2) - database_now).total_seconds(), 3)
 
 
 def broker_problem(broker: Broker, timeout: float | None = None) -> str | None:

@@ -200,6 +200,7 @@ def test_seed_curl_examples_work_as_written(daemon: Daemon) -> None:
         "pending_runs": 0,
         "oldest_pending_seconds": None,
         "isolation": health["isolation"],
+        "clock_skew_seconds": health["clock_skew_seconds"],
     }
     assert isinstance(health["isolation"], dict)  # active workers by isolation mode
     assert created["id"] == 1 and created["schedule"] == "0 */5 * * * *"

@@ -59,13 +59,13 @@ class Schedulers:
         base.update({f"SCHEDD_SCHEDULER__{k.upper()}": v for k, v in self.settings.items()})
         return base
 
-    def start(self, index: int) -> None:
+    def start(self, index: int, **extra_env: str) -> None:
         log = self.home / f"scheduler-{index}-{len(self.logs)}.log"
         self.logs.append(log)
         with log.open("wb") as out:
             self.procs[index] = subprocess.Popen(
                 [sys.executable, "-m", "schedd", "run", "--role", "scheduler"],
-                env=self.env(),
+                env={**self.env(), **extra_env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.home,

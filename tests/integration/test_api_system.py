@@ -170,7 +170,9 @@ def test_health_reports_database_and_broker(db: Database, tmp_path: Path) -> Non
             "pending_runs": 0,
             "oldest_pending_seconds": None,
             "isolation": {},  # no worker is active
+            "clock_skew_seconds": response.json()["clock_skew_seconds"],
         }
+        assert abs(response.json()["clock_skew_seconds"]) < 1  # one host, one clock
 
 
 def test_health_and_stats_show_the_backlog(api: ApiEnv) -> None:

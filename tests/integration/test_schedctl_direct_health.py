@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -42,6 +43,7 @@ def report(status: str, broker: str) -> dict[str, object]:
         "pending_runs": 0,
         "oldest_pending_seconds": None,
         "isolation": {},  # no worker runs
+        "clock_skew_seconds": ANY,  # this host's clock against the database's
     }
 
 
