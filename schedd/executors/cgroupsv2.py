@@ -87,12 +87,20 @@ class V2Cgroups(Cgroups):
 
 
 class HybridRunCgroup(RunCgroup):
-    def __init__(self, directories: list[Path], limits: Limits, v1: dict[str, Path]) -> None:
+    def __init__(
+        self, directories: list[Path], limits: Limits, v1: dict[str, Path], unified: Path | None
+    ) -> None:
         super().__init__(directories, limits)
         self.v1 = v1
+        self.unified = unified
 
     def usage(self) -> Usage:
-        cpu = _number(_read(self.v1["cpuacct"] / "cpuacct.usage")) if "cpuacct" in self.v1 else None
+        cpu: float | None = None
+        if self.unified is not None:  # v2 counts CPU time without any controller
+            usec = _number(_keyed(_read(self.unified / "cpu.stat")).get("usage_usec", ""))
+            cpu = usec * 1000 if usec is not None else None
+        elif "cpuacct" in self.v1:
+            cpu = _number(_read(self.v1["cpuacct"] / "cpuacct.usage"))
         peak = None
         oom = 0
         if "memory" in self.v1:
@@ -136,7 +144,7 @@ class HybridCgroups(Cgroups):
             if self.unified is not None:
                 _mkdir(self.unified / name)
                 made.append(self.unified / name)
-            for controller, base in self.v1.items():
+            for controller, base in self._joined(limits).items():
                 directory = base / name
                 if directory not in made:  # cpu and cpuacct may be one hierarchy
                     _mkdir(directory)
@@ -148,7 +156,20 @@ class HybridCgroups(Cgroups):
                 raise CgroupError(
                     f"cannot set the limits of run cgroup {name}: {exc.strerror}"
                 ) from None
-        return HybridRunCgroup(made, limits, v1)
+        return HybridRunCgroup(
+            made, limits, v1, self.unified / name if self.unified is not None else None
+        )
+
+    def _joined(self, limits: Limits) -> dict[str, Path]:
+        """The v1 hierarchies a run joins: only those its limits need (and the freezer
+        without a v2 tree). Every join is a cgroup migration, which on v1 takes a
+        system-wide lock and waits for an RCU grace period; a run without limits
+        joins only the v2 tree, whose cpu.stat counts its CPU time (its peak memory
+        then comes from wait4)."""
+        wanted = set(limits.wanted())
+        if self.unified is None:
+            wanted |= {"freezer", "cpuacct"}
+        return {c: base for c, base in self.v1.items() if c in wanted}
 
     @staticmethod
     def _limit(v1: dict[str, Path], limits: Limits) -> None:

@@ -266,8 +266,13 @@ def with_cost(
         cpu = rusage.ru_utime + rusage.ru_stime
         return dataclasses.replace(outcome, cpu_seconds=cpu, max_rss_mb=rusage.ru_maxrss / 1024)
     usage = cgroup.usage()
+    # A counter the cgroup does not keep (a hybrid run without a memory limit joins
+    # no memory hierarchy) comes from wait4.
+    fallback = with_cost(outcome, None, rusage)
     outcome = dataclasses.replace(
-        outcome, cpu_seconds=usage.cpu_seconds, max_rss_mb=usage.max_rss_mb
+        outcome,
+        cpu_seconds=usage.cpu_seconds if usage.cpu_seconds is not None else fallback.cpu_seconds,
+        max_rss_mb=usage.max_rss_mb if usage.max_rss_mb is not None else fallback.max_rss_mb,
     )
     limit = cgroup.limits.memory_max_mb
     if usage.oom_kills and limit is not None and outcome.ending is Ending.failed:
@@ -339,6 +344,7 @@ def _supervise(
     eof = False
     returncode: int | None = None
     group_gone_at: float | None = None
+    nap = 0.001
     while True:
         now = time.monotonic()
         if returncode is None:
@@ -381,7 +387,13 @@ def _supervise(
                     poller.unregister(fd)
         elif returncode is None:
             # Still running after ``wait``: look at stop and the deadline again.
-            time.sleep(min(wait, 0.01))
+            # The pipe closes a moment before the exit can be collected: look again
+            # soon, then less often.
+            time.sleep(min(wait, nap))
+            nap = min(nap * 2, 0.01)
             returncode = waiter.poll()
         else:
-            time.sleep(min(wait, 0.05))  # leftovers of the group are being killed
+            # Leftovers are being killed, or the exits are still being counted (a
+            # cgroup says populated for a moment after its last process exits).
+            time.sleep(min(wait, nap))
+            nap = min(nap * 2, 0.05)
