@@ -77,6 +77,14 @@ class RunMembers:
             alive.append(process)
         return alive
 
+    def pids(self) -> list[int]:
+        """The run's processes the worker knows of now: the cgroup's, else the leader
+        and those :meth:`track` found."""
+        if self.cgroup is not None:
+            with contextlib.suppress(OSError):
+                return self.cgroup.pids()
+        return [self.pgid, *self.known]
+
     def alive(self) -> bool:
         """True while any process of the run exists (after reaping its zombies)."""
         _reap_group(self.pgid)

@@ -58,6 +58,7 @@ SLICE = 0.2  # longest wait between looks at the stop flag and the deadline
 # After the group is gone, how long to wait for end-of-file on the output pipe (a
 # process that left the group with setsid may hold it open forever).
 EOF_WAIT = 1.0
+SAMPLE_EVERY = 0.05  # how often a run's VmHWM is read (see _Waiter)
 
 # The worker's variables a run gets (an allowlist: a secret added to the daemon's
 # environment tomorrow never reaches tasks); the run user's HOME, USER, LOGNAME and
@@ -201,6 +202,7 @@ def run_process(
     ):
         return Outcome(Ending.failed, error=f"could not start {program!r}: no such program")
     command, preexec = launch_command(argv, user, cgroup.procs_files if cgroup else ())
+    spawner_peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         proc = subprocess.Popen(
             command,
@@ -224,7 +226,8 @@ def run_process(
     if guard is not None:
         guard.add(pgid, str(cgroup.kill_directory) if cgroup else None)
     try:
-        waiter = _Waiter(proc)
+        waiter = _Waiter(proc, spawner_peak_kib)
+        waiter.sample([pgid])  # what exec left (Popen returns once the exec is done)
         ending, returncode = _supervise(waiter, members, output, stop, started + timeout, grace)
     finally:
         assert proc.stdout is not None
@@ -250,25 +253,28 @@ def run_process(
         outcome = Outcome(Ending.stopped, duration=duration)
     else:
         outcome = exit_outcome(returncode, duration)
-    return with_cost(outcome, cgroup, waiter.rusage)
+    return with_cost(outcome, cgroup, waiter.rusage, waiter.peak_kib())
 
 
 def with_cost(
-    outcome: Outcome, cgroup: RunCgroup | None, rusage: resource.struct_rusage | None
+    outcome: Outcome,
+    cgroup: RunCgroup | None,
+    rusage: resource.struct_rusage | None,
+    peak_kib: int | None,
 ) -> Outcome:
     """The outcome with what the run cost (its cgroup's counters, else the first
-    process's wait4 rusage, which covers the children it waited for), and a memory
-    limit kill named as such."""
+    process's wait4 rusage, which covers the children it waited for, with the peak
+    memory :meth:`_Waiter.peak_kib` settled on), and a memory limit kill named as such."""
     if cgroup is None:
         if rusage is None:
             return outcome
-        # ru_maxrss is in KiB on Linux.
         cpu = rusage.ru_utime + rusage.ru_stime
-        return dataclasses.replace(outcome, cpu_seconds=cpu, max_rss_mb=rusage.ru_maxrss / 1024)
+        mb = None if peak_kib is None else peak_kib / 1024
+        return dataclasses.replace(outcome, cpu_seconds=cpu, max_rss_mb=mb)
     usage = cgroup.usage()
     # A counter the cgroup does not keep (a hybrid run without a memory limit joins
     # no memory hierarchy) comes from wait4.
-    fallback = with_cost(outcome, None, rusage)
+    fallback = with_cost(outcome, None, rusage, peak_kib)
     outcome = dataclasses.replace(
         outcome,
         cpu_seconds=usage.cpu_seconds if usage.cpu_seconds is not None else fallback.cpu_seconds,
@@ -282,11 +288,39 @@ def with_cost(
 
 
 class _Waiter:
-    """Collects the first process's exit with wait4, keeping its resource usage."""
+    """Collects the first process's exit with wait4, keeping its resource usage.
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    Linux starts a process's ``ru_maxrss`` at the high-water mark of the memory it
+    exec'd from, and a run's first process is (v)forked from the worker: wait4's
+    ``ru_maxrss`` is max(the run's peak, the worker's). Above the worker's own peak
+    it is the run's; at or below it, the run's peak is the largest ``VmHWM`` (a
+    process's own memory since exec) of its processes, read while they run
+    (:meth:`sample`, every SAMPLE_EVERY seconds), which is what ``ru_maxrss`` means
+    (the largest single process, not a sum).
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], spawner_peak_kib: int = 0) -> None:
         self.proc = proc
         self.rusage: resource.struct_rusage | None = None
+        self.spawner_peak_kib = spawner_peak_kib
+        self.sampled_kib: int | None = None
+
+    def sample(self, pids: Iterable[int]) -> None:
+        """Note the memory high-water mark of the run's processes that still run."""
+        for pid in pids:
+            kib = _high_water_kib(pid)
+            if kib is not None:
+                self.sampled_kib = max(self.sampled_kib or 0, kib)
+
+    def peak_kib(self) -> int | None:
+        """The run's peak resident memory in KiB, as well as it can be told."""
+        if self.rusage is None:
+            return self.sampled_kib
+        if self.rusage.ru_maxrss > self.spawner_peak_kib:
+            return self.rusage.ru_maxrss
+        # At most the worker's: the samples, or unknown when the run ended before
+        # its first one (never the worker's own memory under the run's name).
+        return self.sampled_kib
 
     def poll(self) -> int | None:
         if self.proc.returncode is not None:
@@ -300,6 +334,17 @@ class _Waiter:
         self.rusage = rusage
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         return self.proc.returncode
+
+
+def _high_water_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None  # a zombie, or a kernel thread: no memory of its own
 
 
 def exit_outcome(returncode: int, duration: float) -> Outcome:
@@ -345,10 +390,14 @@ def _supervise(
     returncode: int | None = None
     group_gone_at: float | None = None
     nap = 0.001
+    sample_at = time.monotonic() + SAMPLE_EVERY
     while True:
         now = time.monotonic()
         if returncode is None:
             returncode = waiter.poll()
+        if returncode is None and now >= sample_at:
+            waiter.sample(members.pids())
+            sample_at = now + SAMPLE_EVERY
         if stop.is_set():
             # A run whose first process already ended by itself keeps that outcome: a
             # stop that comes later (a fence) only ends what it left in the group.
@@ -385,6 +434,7 @@ def _supervise(
                 else:
                     eof = True
                     poller.unregister(fd)
+
         elif returncode is None:
             # Still running after ``wait``: look at stop and the deadline again.
             # The pipe closes a moment before the exit can be collected: look again

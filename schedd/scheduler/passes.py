@@ -131,7 +131,9 @@ class Scheduler:
                 self._step(report, "reaper", lambda: self._reap(report))
         self._step(report, "dependencies", lambda: self._release(report, clock))
         self._step(report, "retries", lambda: self._retry(report, clock))
-        self._step(report, "promotion", lambda: self._promote(report, clock))
+        # Promotion looks at the clock again: a run the reaper just ended (by the
+        # database's clock, after this pass began) is retried now, not a pass later.
+        self._step(report, "promotion", lambda: self._promote(report, now or self._corrected_now()))
         if now is not None or monotonic - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = monotonic
             self._step(report, "sweeper", lambda: self._sweep(report, clock))
@@ -169,6 +171,10 @@ class Scheduler:
         database_now = utcnow() - timedelta(seconds=self.clock_skew)
         return min(interval, max(MIN_SLEEP, (soonest - database_now).total_seconds()))
 
+    def _corrected_now(self) -> datetime:
+        """The host clock corrected by the difference to the database's last measured."""
+        return utcnow() - timedelta(seconds=self.clock_skew)
+
     def _database_now(self) -> datetime:
         """The database's clock, read once per pass: a host clock running ahead must
         never consume fire times. The difference is a metric and, above
@@ -179,7 +185,7 @@ class Scheduler:
         except sa.exc.SQLAlchemyError:
             # The database is away (this pass's steps will fail and say so): the host
             # clock corrected by the last difference measured.
-            return utcnow() - timedelta(seconds=self.clock_skew)
+            return self._corrected_now()
         after = utcnow()
         skew = ((before + (after - before) / 2) - database_now).total_seconds()
         self.clock_skew = skew

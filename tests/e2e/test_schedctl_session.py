@@ -17,7 +17,16 @@ from tests.schedctlserver import Server, running_schedd
 pytestmark = pytest.mark.slow
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-VOLATILE = {"id", "task_id", "execution_time", "uptime_seconds", "worker_id"}
+VOLATILE = {
+    "id",
+    "task_id",
+    "execution_time",
+    "uptime_seconds",
+    "worker_id",
+    "cpu_seconds",
+    "max_rss_mb",
+    "clock_skew_seconds",
+}
 
 
 @pytest.fixture(scope="module")

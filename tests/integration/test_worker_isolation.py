@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pwd
 import shlex
 import shutil
@@ -290,3 +291,19 @@ def test_cpu_seconds_and_max_rss_match_time_v_within_20_percent(
     assert run.cpu_seconds is not None and run.max_rss_mb is not None
     assert abs(run.cpu_seconds - cpu) <= 0.2 * cpu, (run.cpu_seconds, cpu)
     assert abs(run.max_rss_mb - rss) <= 0.2 * rss, (run.max_rss_mb, rss)
+
+
+def test_a_run_is_not_charged_with_the_worker_s_memory(db: Database, tmp_path: Path) -> None:
+    # Linux starts a child's ru_maxrss at the memory of the process it was forked
+    # from: a worker bigger than its runs must not show up as their peak.
+    small = add_run(db, make_task(db, "sleep 0.3; echo small"))
+    big = add_run(db, python_task(db, WORKLOAD))
+    ballast = bytearray(os.urandom(1 << 20)) * 400  # the worker: 400 MB more
+    with running_worker(db, tmp_path, cgroups="off"):
+        small_run = wait_for_status(db, small, "completed", 30)
+        big_run = wait_for_status(db, big, "completed", 60)
+    del ballast
+    _, rss = time_v(WORKLOAD)
+    assert small_run.max_rss_mb is not None and small_run.max_rss_mb < 50, small_run.max_rss_mb
+    assert big_run.max_rss_mb is not None
+    assert abs(big_run.max_rss_mb - rss) <= 0.2 * rss, (big_run.max_rss_mb, rss)

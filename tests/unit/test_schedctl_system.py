@@ -134,6 +134,7 @@ def test_stats_and_health_in_db_mode(cli: Cli) -> None:
         "pending_runs": 0,
         "oldest_pending_seconds": None,
         "isolation": {},
+        "clock_skew_seconds": 0.0,
     }
 
 

@@ -58,6 +58,7 @@ def test_check_health_reports_each_component_and_why(sqlite_db: Database) -> Non
         "pending_runs": 0,
         "oldest_pending_seconds": None,
         "isolation": {},
+        "clock_skew_seconds": 0.0,
     }
     broker = RecordingBroker()
     assert check_health(sqlite_db, broker).report.broker == "ok"
