@@ -307,3 +307,47 @@ def test_a_run_is_not_charged_with_the_worker_s_memory(db: Database, tmp_path: P
     assert small_run.max_rss_mb is not None and small_run.max_rss_mb < 50, small_run.max_rss_mb
     assert big_run.max_rss_mb is not None
     assert abs(big_run.max_rss_mb - rss) <= 0.2 * rss, (big_run.max_rss_mb, rss)
+
+
+def test_pids_max_stops_a_fork_bomb_at_the_limit_and_the_worker_carries_on(
+    db: Database, tmp_path: Path
+) -> None:
+    # 40 sleepers asked for, 16 processes allowed: forks beyond the limit fail.
+    script = (
+        "import os, subprocess, time\n"
+        "started = 0\n"
+        "for _ in range(40):\n"
+        "    try:\n"
+        "        subprocess.Popen(['sleep', '5'])\n"
+        "        started += 1\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print(started, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    bomb = add_run(db, python_task(db, script, pids_max=16))
+    with running_worker(db, tmp_path) as worker:
+        done = wait_for_status(db, bomb, {"completed", "failed"}, 30)
+        after = add_run(db, make_task(db, "echo still working"))
+        wait_for_status(db, after, "completed", 15)
+        assert worker.join(0) is False
+    assert done.status == "completed", (done.error_message, output_of(db, bomb))
+    started = int(output_of(db, bomb).strip())
+    assert 0 < started < 16, started
+
+
+def test_cpu_max_holds_a_busy_run_to_its_share(db: Database, tmp_path: Path) -> None:
+    spin = "import time\nend = time.monotonic() + 2\nwhile time.monotonic() < end: pass\n"
+    limited = add_run(db, python_task(db, spin, cpu_max=0.05))
+    free = add_run(db, python_task(db, spin))  # side by side, for what this host gives
+    with running_worker(db, tmp_path):
+        limited_run = wait_for_status(db, limited, "completed", 30)
+        free_run = wait_for_status(db, free, "completed", 30)
+    assert limited_run.cpu_seconds is not None and free_run.cpu_seconds is not None
+    # 2 s at a twentieth of a core: about 0.1 s of CPU (and Python's start), whatever
+    # the unlimited one got on this host.
+    assert limited_run.cpu_seconds <= 0.2, limited_run.cpu_seconds
+    assert free_run.cpu_seconds >= 2 * limited_run.cpu_seconds, (
+        free_run.cpu_seconds,
+        limited_run.cpu_seconds,
+    )
