@@ -10,6 +10,7 @@ is ended at once, and nothing the run started outlives it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -21,9 +22,12 @@ from typing import Any
 import pytest
 
 from schedd.config import WorkerSettings
+from schedd.executors import cgroupsv2
 from schedd.executors.base import Ending, Executor, Outcome, RunSpec, StopReason, StopSignal
+from schedd.executors.cgroups import NoCgroups
 from schedd.executors.registry import EXECUTORS
 from schedd.worker.capture import OutputCapture
+from tests.services import unavailable
 from tests.workerkit import Sink, alive, pids_in, spec, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,15 +175,25 @@ def http_url() -> Iterator[str]:
     httpd.server_close()
 
 
-@pytest.fixture(params=sorted(EXECUTORS))
+# Executors that start processes run the contract twice: with a cgroup per run where
+# this host can make one, and in the process-group fallback.
+SUBJECTS = sorted(EXECUTORS) + [f"{name}-cgroup" for name in ("python", "shell")]
+
+
+@pytest.fixture(params=SUBJECTS)
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Executor, Programs]]:
     """Each executor with its programs; the function pool works from the checkout."""
-    name = request.param
+    name, _, mode = request.param.partition("-")
     directory = ROOT if name == "function" else tmp_path
     settings = WorkerSettings(
         kill_grace_seconds=1, working_directory=str(directory), http_allow=["127.0.0.1/32"]
     )
-    executor = EXECUTORS[name](settings, None, None)
+    cgroups = None
+    if mode == "cgroup":
+        cgroups = cgroupsv2.detect("auto", None, f"contract-{os.getpid()}")
+        if isinstance(cgroups, NoCgroups):
+            unavailable("cgroups", "run as root on a host with cgroup v2 or a hybrid tree")
+    executor = EXECUTORS[name](settings, None, cgroups)
     programs: Programs
     if name == "shell":
         programs = ShellPrograms()
@@ -195,6 +209,8 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ex
         yield executor, programs
     finally:
         executor.close()
+        if cgroups is not None:
+            cgroups.close()
 
 
 class Running:
