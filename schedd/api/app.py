@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from schedd import __version__
 from schedd.api import (
     authlimit,
+    docs,
     errors,
     guards,
     routes_auth,
@@ -113,6 +114,9 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         max_body_size=MAX_BODY_BYTES,
+        # FastAPI's pages load their scripts from a CDN; docs.install serves them here.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.api = ApiState(
         settings=settings,
@@ -127,6 +131,7 @@ def create_app(
         auth_failures=authlimit.FailureLimiter(settings.api.auth_failures_per_minute),
     )
     errors.install(app)
+    docs.install(app)
     for module in (routes_system, routes_tasks, routes_runs, routes_workers, routes_auth):
         # Added as the app's own routes: an included router is matched through an extra
         # layer that costs about a third of a trivial request.
