@@ -118,6 +118,10 @@ class Cli:
         if not self.json(output):
             self.env.console().print(message, style=style, markup=False)
 
+    def warn(self, message: str) -> None:
+        """A problem that did not stop the command, on stderr (in every output format)."""
+        self.env.console(stderr=True).print(f"warning: {message}", style="yellow", markup=False)
+
     def note(self, message: str) -> None:
         """Progress or a hint on stderr (never mixed into stdout's data)."""
         self.env.console(stderr=True).print(message, style="dim", markup=False)

@@ -116,7 +116,15 @@ class DirectClient(Client):
     def create_task(self, body: Json) -> Json:
         data = validated(TaskCreate, body)
         zone = self.settings.scheduler.default_timezone
-        return _dump(self._call(tasks.create_task, data, default_timezone=zone, actor=self.actor))
+        directory = self.settings.worker.working_directory
+        created = self._call(
+            tasks.create_task,
+            data,
+            default_timezone=zone,
+            actor=self.actor,
+            worker_directory=directory,
+        )
+        return _dump(created)
 
     def list_tasks(
         self,

@@ -226,11 +226,17 @@ def _upstream_first(items: list[Desired]) -> list[Desired]:
 # -- applying --------------------------------------------------------------------------
 
 
-def apply(client: Client, result: Plan, report: Callable[[str, str], None]) -> None:
+def apply(
+    client: Client,
+    result: Plan,
+    report: Callable[[str, str], None],
+    warn: Callable[[str], None] = lambda _message: None,
+) -> None:
     """Carry out ``result``: creations (upstream first), changes, then deletions.
 
     ``report(action, name)`` is called after each step, so a failure half-way (HTTP
-    mode has no transaction across calls) leaves a record of what was done.
+    mode has no transaction across calls) leaves a record of what was done; ``warn``
+    gets the server's warnings about a created task, prefixed with its name.
     """
     ids = {task["name"]: task["id"] for task in client.all_tasks()}
 
@@ -246,6 +252,8 @@ def apply(client: Client, result: Plan, report: Callable[[str, str], None]) -> N
         )
         ids[item.name] = created["id"]
         report("created", item.name)
+        for warning in created.get("warnings", []):
+            warn(f"{item.name}: {warning}")
     for item, fields in result.change:
         body = {key: item.body[key] for key in fields}
         if "dependencies" in body:

@@ -11,7 +11,14 @@ import unicodedata
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schedd.bounds import (
     ARGUMENTS_DOC,
@@ -157,13 +164,32 @@ class _TaskFields(BaseModel):
         return None if value is None else sorted(set(value))
 
 
+# Fields a task read back from the API carries that a client cannot set: POST accepts
+# and ignores them, so a task from GET (or the seed's Task example) can be posted as is.
+READ_ONLY_TASK_FIELDS = frozenset(
+    {"id", "created_at", "updated_at", "last_run_at", "next_run_at", "warnings"}
+)
+
+
 class TaskCreate(_TaskFields):
-    """Body of POST /api/tasks."""
+    """Body of POST /api/tasks.
+
+    ``executor`` defaults to ``shell`` (as in ``schedctl task create``). The read-only
+    fields of a task as GET shows it (:data:`READ_ONLY_TASK_FIELDS`) are accepted and
+    ignored; any other unknown field is an error that names it.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and READ_ONLY_TASK_FIELDS & data.keys():
+            return {k: v for k, v in data.items() if k not in READ_ONLY_TASK_FIELDS}
+        return data
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10_000)
     task_type: str | None = Field(default=None, min_length=1, max_length=64)
-    executor: Executor
+    executor: Executor = Executor.shell
     command: str = Field(min_length=1, max_length=MAX_COMMAND)
     arguments: list[str] = Field(
         default_factory=list, max_length=MAX_ARGUMENTS, description=ARGUMENTS_DOC
@@ -271,6 +297,16 @@ class TaskRead(BaseModel):
     def of(cls, task: Task, dependencies: list[int]) -> TaskRead:
         data = task.model_dump(exclude={"metadata_"})
         return cls(**data, metadata=task.metadata_, dependencies=dependencies)
+
+
+class TaskCreated(TaskRead):
+    """The answer to POST /api/tasks: the task, and what may stop it from running."""
+
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Problems found at create time that do not make the task invalid "
+        "(a python script that is not there).",
+    )
 
 
 def validated(model: type[M], data: Any) -> M:

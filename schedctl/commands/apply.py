@@ -95,7 +95,7 @@ def apply(
             sign, style = SIGNS[action]
             render.print_all(cli.env, [Text(f"{sign} {action} {name}", style=style)])
 
-    taskset.apply(cli.client, plan, report)
+    taskset.apply(cli.client, plan, report, cli.warn)
     if as_json:
         cli.env.write(render.to_json(plan.summary(applied=True)))
     else:

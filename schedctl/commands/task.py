@@ -51,8 +51,8 @@ def create(
         str,
         typer.Argument(
             metavar="COMMAND",
-            help="Shell command, Python script path, URL, or package.module:function"
-            " (per --executor).",
+            help="Shell command, Python script ('python job.py --flag' or a script path),"
+            " URL, or package.module:function (per --executor).",
         ),
     ],
     executor: ExecutorOpt = None,
@@ -115,6 +115,8 @@ def create(
         pids_max=pids_max,
     )
     task = cli.client.create_task(body)
+    for warning in task.get("warnings", []):
+        cli.warn(warning)
     cli.say(f"created task {task['id']} ({task['name']})", output)
     cli.show(task, views.task_detail, output)
 

@@ -28,6 +28,7 @@ from schedd.schemas import (
     Page,
     RunRead,
     TaskCreate,
+    TaskCreated,
     TaskRead,
     TaskUpdate,
     TriggerIn,
@@ -45,13 +46,17 @@ def create_task(
     state: State,
     session: DbSession,
     caller: TaskWriter,
-) -> TaskRead:
+) -> TaskCreated:
+    """Create a task. Fields a task read back carries (id, created_at, updated_at,
+    last_run_at, next_run_at, warnings) are ignored, so a task from GET can be posted
+    as a copy under a new name. ``warnings`` lists what may stop it from running."""
     task = tasks.create_task(
         session,
         body,
         default_timezone=state.settings.scheduler.default_timezone,
         actor=caller.actor,
         scopes=caller.scopes,
+        worker_directory=state.settings.worker.working_directory,
     )
     after_commit(session, state.notify_tasks_changed)
     return task

@@ -146,12 +146,19 @@ class ProcessExecutor(Executor):
     def extra_environment(self, spec: RunSpec) -> dict[str, str]:
         return {}
 
+    def problem(self, spec: RunSpec, cwd: str) -> str | None:
+        """Why the run cannot start in ``cwd`` (one sentence), found before starting."""
+        return None
+
     def execute(self, spec: RunSpec, output: OutputSink, stop: StopSignal) -> Outcome:
         try:
             user = self.users.pick(spec.run_as)
             cwd = working_directory(user, spec.working_dir, self.settings.working_directory)
         except RunAsRefused as exc:
             return Outcome(Ending.failed, error=str(exc))
+        problem = self.problem(spec, cwd)
+        if problem is not None:
+            return Outcome(Ending.failed, error=problem)
         env = child_environment(
             spec, self.extra_environment(spec), user=user, passthrough=self.settings.env_passthrough
         )

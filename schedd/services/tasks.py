@@ -20,9 +20,10 @@ from schedd.errors import Conflict, Forbidden, InvalidInput, NotFound
 from schedd.executors.target import arguments_problem, target_problem
 from schedd.models import Executor, Task, TaskDependency, TaskStatus
 from schedd.scheduler.notify import notify_tasks_changed
-from schedd.schemas import Page, TaskCreate, TaskRead, TaskUpdate
+from schedd.schemas import Page, TaskCreate, TaskCreated, TaskRead, TaskUpdate
 from schedd.services import audit
 from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page
+from schedd.services.taskchecks import check_python_command, create_warnings
 from schedd.types import utcnow
 
 
@@ -250,11 +251,15 @@ def create_task(
     actor: str | None = None,
     now: datetime | None = None,
     scopes: Collection[str] | None = None,
-) -> TaskRead:
+    worker_directory: str | None = None,
+) -> TaskCreated:
     """Validate and store a new task; its first fire time is computed from ``now``.
 
     A task with a schedule or dependencies runs without a trigger, so creating one
     needs ``task.execute`` in ``scopes`` too (None: direct database access, no check).
+    The answer carries warnings about what may stop it from running (a python script
+    not found in ``working_dir``, else in ``worker_directory``, the configured
+    ``worker.working_directory``).
     """
     now = now or utcnow()
     if _runs_by_itself(data.schedule, data.dependencies) and data.status == TaskStatus.active:
@@ -263,6 +268,7 @@ def create_task(
     _check_schedule(data.schedule, timezone)
     _check_command(data.executor.value, data.command)
     check_function_call(data.executor, data.command, data.arguments)
+    check_python_command(data.executor, data.command)
     if _name_taken(session, data.name):
         raise Conflict(f"a task named {data.name!r} already exists", field="name")
     _check_dependencies(session, None, data.dependencies)
@@ -286,7 +292,8 @@ def create_task(
     audit.record(session, actor, "task.create", f"task:{task.id}", detail={"name": task.name})
     notify_tasks_changed(session)
     session.flush()
-    return read(session, task)
+    warnings = create_warnings(data.executor, data.command, data.working_dir, worker_directory)
+    return TaskCreated(**read(session, task).model_dump(), warnings=warnings)
 
 
 def update_task(
@@ -332,6 +339,10 @@ def update_task(
         changes.get("command") or task.command,
         changes["arguments"] if changes.get("arguments") is not None else task.arguments,
     )
+    if {"executor", "command"} & changes.keys():
+        check_python_command(
+            changes.get("executor") or task.executor, changes.get("command") or task.command
+        )
     deps = changes.pop("dependencies", None)
     if deps is not None:
         _check_dependencies(session, task.id, deps)

@@ -54,6 +54,11 @@ def test_create_takes_every_field_as_a_flag(cli: Cli) -> None:
         "memory_max_mb": 256,
         "cpu_max": 0.5,
         "pids_max": 64,
+        # /opt is on this host, /opt/report.py is not: a warning, not an error.
+        "warnings": [
+            "python script /opt/report.py does not exist: runs of this task will fail "
+            "until it is there"
+        ],
     }
 
 
@@ -236,3 +241,16 @@ def test_no_limits_clears_every_limit(cli: Cli) -> None:
     assert (cleared["memory_max_mb"], cleared["cpu_max"], cleared["pids_max"]) == (None,) * 3
     bad = cli("task", "update", "backup", "--memory-max", "2")
     assert bad.exit_code != 0 and "memory_max_mb" in one_line(bad)
+
+
+def test_create_warns_on_stderr_about_a_script_that_is_not_there(cli: Cli, tmp_path: Path) -> None:
+    result = cli(
+        "task", "create", "seed", "python process_data.py", "--executor", "python",
+        "--working-dir", str(tmp_path),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == (
+        f"warning: python script process_data.py does not exist in {tmp_path}: "
+        "runs of this task will fail until it is there"
+    )
+    assert result.stdout.startswith("created task 1 (seed)")
