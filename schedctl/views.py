@@ -166,7 +166,9 @@ def run_summary(run: Json) -> str:
 
 
 def worker_list(page: Json) -> list[RenderableType]:
-    table = r.columns("ID", "HOST", "STATUS", "RUNS", "TASK TYPES", "LOAD", "MEM", "CPU", "SEEN")
+    table = r.columns(
+        "ID", "HOST", "STATUS", "RUNS", "TASK TYPES", "LOAD", "MEM", "CPU", "PORT", "SEEN"
+    )
     now = r.now()
     for worker in page["items"]:
         table.add_row(
@@ -178,6 +180,7 @@ def worker_list(page: Json) -> list[RenderableType]:
             r.number(worker.get("load_average"), digits=2),
             r.number(worker.get("memory_usage"), "MB", 0),
             r.number(worker.get("cpu_usage"), "%"),
+            r.plain(worker.get("port")),
             r.relative(worker.get("last_heartbeat"), now),
         )
     return [table, r.footer(page, "workers")]
@@ -186,12 +189,14 @@ def worker_list(page: Json) -> list[RenderableType]:
 def worker_detail(worker: Json) -> Table:
     now = r.now()
     address = worker.get("ip_address") or "-"
-    if worker.get("port"):
-        address += f":{worker['port']}"
+    port = worker.get("port")
+    if port:
+        address += f":{port}"
     rows: list[tuple[str, RenderableType]] = [
         ("id", Text(worker["id"])),
         ("host", Text(worker["hostname"])),
         ("address", address),
+        ("port", f"{port} (metrics)" if port else "- (no metrics listener)"),
         ("status", r.status(worker["status"])),
         ("runs", f"{worker['current_task_count']} of {worker['max_concurrent_tasks']}"),
         ("task types", r.plain(worker.get("task_types"))),

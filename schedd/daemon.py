@@ -68,6 +68,9 @@ class Context:
     broker: Broker
     stopping: threading.Event = field(default_factory=threading.Event)
     tasks_changed: threading.Event = field(default_factory=threading.Event)
+    # The port this process serves its own metrics on (observability.metrics_listen),
+    # which a worker registers as its ``port``; None without a listener.
+    metrics_port: int | None = None
 
 
 RoleFactory = Callable[[Context], Role]
@@ -163,6 +166,7 @@ class Daemon:
         try:
             # Before the roles: a metrics port in use stops the start before any work.
             metrics = start_listener(settings.observability)
+            ctx.metrics_port = metrics.port if metrics is not None else None
             for name in self.role_names:
                 factory = role_factory(name)
                 if factory is None:

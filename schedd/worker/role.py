@@ -214,6 +214,7 @@ class WorkerRole:
                 worker_id=self.worker_id,
                 hostname=me.hostname,
                 ip_address=me.ip_address,
+                port=self.ctx.metrics_port,
                 task_types=self.task_types,
                 executor_types=self.executor_types,
                 max_concurrent_tasks=self.settings.max_concurrent_tasks,

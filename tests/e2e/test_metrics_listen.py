@@ -15,7 +15,7 @@ import httpx
 
 from schedd.db import create_database, migrate
 from schedd.schemas import TaskCreate, validated
-from schedd.services import tasks
+from schedd.services import tasks, workers
 from tests.e2e.test_schedd_command import one_line_error
 from tests.proc import isolated_env, run, schedd, wait_until
 from tests.schedctlserver import free_port
@@ -70,6 +70,11 @@ def test_scheduler_and_worker_serve_their_own_metrics(tmp_path: Path) -> None:
 
     try:
         assert wait_until(fired_and_ran, 15, interval=0.25), scraped or "nothing served"
+        db = create_database(url)
+        with db.session() as session:
+            # The worker registered its metrics listener's port (the seed's Worker.port).
+            assert [w.port for w in workers.list_workers(session).items] == [port]
+        db.dispose()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

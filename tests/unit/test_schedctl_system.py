@@ -33,13 +33,14 @@ def db(cli: Cli) -> Iterator[Database]:
     database.dispose()
 
 
-def register(db: Database, worker_id: str) -> None:
+def register(db: Database, worker_id: str, port: int | None = None) -> None:
     with db.session() as session:
         workers.register(
             session,
             worker_id=worker_id,
             hostname="host-1",
             ip_address="10.0.0.5",
+            port=port,
             task_types=["shell"],
             executor_types=["shell"],
             max_concurrent_tasks=4,
@@ -71,6 +72,12 @@ def test_worker_list_show_drain_and_remove(cli: Cli, db: Database) -> None:
         "0/4",
     ]
     assert cli.json("worker", "show", "w1")["ip_address"] == "10.0.0.5"
+    assert "- (no metrics listener)" in cli("worker", "show", "w1").stdout
+    register(db, "w2", port=9464)
+    assert cli("worker", "list").stdout.splitlines()[2].split()[8] == "9464"
+    assert cli.json("worker", "show", "w2")["port"] == 9464
+    shown = cli("worker", "show", "w2").stdout
+    assert "10.0.0.5:9464" in shown and "9464 (metrics)" in shown
     assert cli("worker", "drain", "w1").stdout == "worker w1 is draining\n"
     refused = cli("worker", "remove", "w1")
     assert refused.exit_code == 6
