@@ -195,6 +195,7 @@ class ApiSettings(Section):
     cors_origins: list[str] = Field(default_factory=list)
     allowed_hosts: list[str] | None = None
     auth_failures_per_minute: int = Field(30, ge=1, le=1_000_000)
+    ui_enabled: bool = True
 
     @field_validator("allowed_hosts")
     @classmethod

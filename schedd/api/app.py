@@ -136,6 +136,10 @@ def create_app(
         # Added as the app's own routes: an included router is matched through an extra
         # layer that costs about a third of a trivial request.
         app.router.routes.extend(module.router.routes)
+    if settings.api.ui_enabled:
+        from schedd import ui  # Jinja2 and the templates load only when served
+
+        ui.install(app)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,

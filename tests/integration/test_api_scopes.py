@@ -99,6 +99,9 @@ def _routes() -> list[tuple[str, str, str | None]]:
         (method, route.path, scope_of(route))
         for route in api_routes(app)
         for method in sorted(route.methods)
+        # The dashboard's routes are guarded by its session cookie, checked by
+        # tests/integration/test_ui_http.py::test_every_dashboard_route_needs_a_session.
+        if not route.path.startswith("/ui")
     ]
     db.dispose()
     return table

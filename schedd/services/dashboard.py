@@ -1,0 +1,353 @@
+"""Reads the web dashboard needs beside the API's: runs per hour, failing tasks, the
+newest outcomes of many tasks at once, a task's neighbours, a run's retry chain, the
+recent runs for a timeline and the scheduler's health.
+
+Each is one or two queries over an existing index, bounded by a time window or a
+limit, so a page stays fast with a million runs in the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from schedd.models import Lease, RunStatus, Task, TaskDependency, TaskRun, TaskStatus, Trigger
+from schedd.types import utcnow
+
+runs = TaskRun.__table__  # type: ignore[attr-defined]
+tasks = Task.__table__  # type: ignore[attr-defined]
+deps = TaskDependency.__table__  # type: ignore[attr-defined]
+leases = Lease.__table__  # type: ignore[attr-defined]
+
+FAILED = (RunStatus.failed.value, RunStatus.timeout.value, RunStatus.lost.value)
+MAX_STRIP = 20
+MAX_TIMELINE_RUNS = 500
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:  # SQLite hands back naive UTC
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True)
+class HourCounts:
+    """Runs created in one hour, by status."""
+
+    start: datetime
+    by_status: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+def runs_per_hour(
+    session: Session, hours: int = 24, now: datetime | None = None
+) -> list[HourCounts]:
+    """Runs created in each of the last ``hours`` whole hours (the current one last),
+    by status. One grouped query over the created_at index."""
+    now = now or utcnow()
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = end - timedelta(hours=hours)
+    if session.get_bind().dialect.name == "postgresql":
+        bucket: sa.ColumnElement[float] = sa.func.floor(
+            sa.extract("epoch", runs.c.created_at - sa.literal(start)) / 3600
+        )
+    else:
+        seconds = sa.func.strftime("%s", runs.c.created_at) - int(start.timestamp())
+        bucket = sa.cast(seconds / 3600, sa.Integer)
+    rows = session.execute(
+        sa.select(bucket.label("bucket"), runs.c.status, sa.func.count())
+        .where(runs.c.created_at >= start, runs.c.created_at < end)
+        .group_by(bucket, runs.c.status)
+    ).all()
+    result = [HourCounts(start + timedelta(hours=i), {}) for i in range(hours)]
+    for index, status, count in rows:
+        i = int(index)
+        if 0 <= i < hours:
+            result[i].by_status[status] = result[i].by_status.get(status, 0) + int(count)
+    return result
+
+
+@dataclass(frozen=True)
+class FailingTask:
+    task_id: int
+    name: str
+    failures: int
+    last_failure: datetime | None
+    last_run_id: int
+
+
+def failing_tasks(
+    session: Session,
+    since: timedelta = timedelta(hours=24),
+    limit: int = 10,
+    now: datetime | None = None,
+) -> list[FailingTask]:
+    """Tasks with failed, timed-out or lost runs in the window, most failures first."""
+    now = now or utcnow()
+    start = now - since
+    counted = (
+        sa.select(
+            runs.c.task_id,
+            sa.func.count().label("failures"),
+            sa.func.max(runs.c.completed_at).label("last_failure"),
+            sa.func.max(runs.c.id).label("last_run_id"),
+        )
+        .where(runs.c.created_at >= start, runs.c.status.in_(FAILED))
+        .group_by(runs.c.task_id)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(
+            counted.c.task_id,
+            tasks.c.name,
+            counted.c.failures,
+            counted.c.last_failure,
+            counted.c.last_run_id,
+        )
+        .join(tasks, tasks.c.id == counted.c.task_id)
+        .order_by(counted.c.failures.desc(), counted.c.last_run_id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        FailingTask(r.task_id, r.name, int(r.failures), _aware(r.last_failure), r.last_run_id)
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: int
+    status: str
+    created_at: datetime
+
+
+def recent_outcomes(
+    session: Session, task_ids: Sequence[int], count: int = MAX_STRIP
+) -> dict[int, list[Outcome]]:
+    """The newest ``count`` runs of each task, oldest first: one statement, one indexed
+    range per task (task_id, id), however long each task's history is."""
+    found: dict[int, list[Outcome]] = {task_id: [] for task_id in task_ids}
+    if not task_ids:
+        return found
+    parts = [
+        sa.select(runs.c.task_id, runs.c.id, runs.c.status, runs.c.created_at)
+        .where(runs.c.task_id == task_id)
+        .order_by(runs.c.id.desc())
+        .limit(count)
+        .subquery()
+        for task_id in task_ids
+    ]
+    union = sa.union_all(*(sa.select(*p.c) for p in parts))
+    for row in session.execute(union):
+        found[row.task_id].append(Outcome(row.id, row.status, _aware(row.created_at)))  # type: ignore[arg-type]
+    for items in found.values():
+        items.sort(key=lambda o: o.run_id)
+    return found
+
+
+@dataclass(frozen=True)
+class TaskNode:
+    id: int
+    name: str
+    status: str
+
+
+@dataclass
+class Neighbours:
+    """A task's upstream tasks (it depends on them) and downstream tasks (they depend
+    on it), two levels each way."""
+
+    upstream: list[tuple[TaskNode, TaskNode]] = field(default_factory=list)  # (from, to)
+    downstream: list[tuple[TaskNode, TaskNode]] = field(default_factory=list)
+    nodes: dict[int, TaskNode] = field(default_factory=dict)
+
+
+def _nodes(session: Session, ids: set[int]) -> dict[int, TaskNode]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        sa.select(tasks.c.id, tasks.c.name, tasks.c.status).where(tasks.c.id.in_(ids))
+    ).all()
+    return {r.id: TaskNode(r.id, r.name, r.status) for r in rows}
+
+
+def neighbours(session: Session, task_id: int, depth: int = 2, limit: int = 40) -> Neighbours:
+    """Edges around ``task_id`` up to ``depth`` hops each way, at most ``limit`` per
+    direction (a hub task with hundreds of dependants is cut, not drawn unreadable)."""
+    edges_up: list[tuple[int, int]] = []
+    edges_down: list[tuple[int, int]] = []
+    frontier_up, frontier_down = {task_id}, {task_id}
+    for _ in range(depth):
+        if frontier_up and len(edges_up) < limit:
+            rows = session.execute(
+                sa.select(deps.c.task_id, deps.c.depends_on_id)
+                .where(deps.c.task_id.in_(frontier_up))
+                .limit(limit - len(edges_up))
+            ).all()
+            edges_up += [(r.depends_on_id, r.task_id) for r in rows]
+            frontier_up = {r.depends_on_id for r in rows}
+        if frontier_down and len(edges_down) < limit:
+            rows = session.execute(
+                sa.select(deps.c.task_id, deps.c.depends_on_id)
+                .where(deps.c.depends_on_id.in_(frontier_down))
+                .limit(limit - len(edges_down))
+            ).all()
+            edges_down += [(r.depends_on_id, r.task_id) for r in rows]
+            frontier_down = {r.task_id for r in rows}
+    ids = {task_id} | {i for e in edges_up + edges_down for i in e}
+    nodes = _nodes(session, ids)
+    result = Neighbours(nodes=nodes)
+    result.upstream = [(nodes[a], nodes[b]) for a, b in edges_up if a in nodes and b in nodes]
+    result.downstream = [(nodes[a], nodes[b]) for a, b in edges_down if a in nodes and b in nodes]
+    return result
+
+
+def retry_chain(session: Session, run_id: int, limit: int = 50) -> list[int]:
+    """The ids of the attempts a run belongs to, first attempt first: its parents
+    (``parent_run_id``) back to the first, and the retries that followed it."""
+    chain = [run_id]
+    current = run_id
+    while len(chain) < limit:
+        parent = session.execute(
+            sa.select(runs.c.parent_run_id).where(runs.c.id == current)
+        ).scalar_one_or_none()
+        if parent is None:
+            break
+        chain.insert(0, parent)
+        current = parent
+    current = run_id
+    while len(chain) < limit:
+        child = session.execute(
+            sa.select(runs.c.id).where(runs.c.parent_run_id == current)
+        ).scalar_one_or_none()
+        if child is None:
+            break
+        chain.append(child)
+        current = child
+    return chain
+
+
+@dataclass(frozen=True)
+class TimelineRun:
+    run_id: int
+    task_id: int
+    task_name: str
+    status: str
+    start: datetime
+    end: datetime | None
+
+
+def timeline(
+    session: Session,
+    hours: float = 6,
+    now: datetime | None = None,
+    limit: int = MAX_TIMELINE_RUNS,
+    task_id: int | None = None,
+) -> list[TimelineRun]:
+    """Runs created in the last ``hours`` (newest ``limit`` of them), with their task
+    names, for drawing as bars from start (or creation) to end (or now)."""
+    now = now or utcnow()
+    query = (
+        sa.select(
+            runs.c.id,
+            runs.c.task_id,
+            tasks.c.name,
+            runs.c.status,
+            runs.c.created_at,
+            runs.c.started_at,
+            runs.c.completed_at,
+        )
+        .join(tasks, tasks.c.id == runs.c.task_id)
+        .where(runs.c.created_at >= now - timedelta(hours=hours))
+        .order_by(runs.c.created_at.desc())
+        .limit(limit)
+    )
+    if task_id is not None:
+        query = query.where(runs.c.task_id == task_id)
+    found = []
+    for r in session.execute(query):
+        start = _aware(r.started_at) or _aware(r.created_at)
+        assert start is not None
+        found.append(TimelineRun(r.id, r.task_id, r.name, r.status, start, _aware(r.completed_at)))
+    return found
+
+
+def durations(session: Session, task_id: int, count: int = 50) -> list[TimelineRun]:
+    """A task's newest ``count`` runs, oldest first, for its duration chart."""
+    rows = session.execute(
+        sa.select(
+            runs.c.id, runs.c.status, runs.c.created_at, runs.c.started_at, runs.c.completed_at
+        )
+        .where(runs.c.task_id == task_id)
+        .order_by(runs.c.id.desc())
+        .limit(count)
+    ).all()
+    found = []
+    for r in reversed(rows):
+        start = _aware(r.started_at) or _aware(r.created_at)
+        assert start is not None
+        found.append(TimelineRun(r.id, task_id, "", r.status, start, _aware(r.completed_at)))
+    return found
+
+
+@dataclass(frozen=True)
+class SchedulerHealth:
+    """What says the scheduler is firing: tasks overdue beyond the grace period (none
+    when it keeps up), its newest scheduled fire, and its lease on SQLite."""
+
+    overdue: int
+    last_fire: datetime | None
+    lease_holder: str | None
+    lease_expires: datetime | None
+
+    @property
+    def ok(self) -> bool:
+        return self.overdue == 0
+
+
+def scheduler_health(
+    session: Session, grace_seconds: float, now: datetime | None = None
+) -> SchedulerHealth:
+    now = now or utcnow()
+    overdue = session.execute(
+        sa.select(sa.func.count())
+        .select_from(tasks)
+        .where(
+            tasks.c.status == TaskStatus.active.value,
+            tasks.c.next_run_at < now - timedelta(seconds=grace_seconds),
+        )
+    ).scalar_one()
+    last_fire = session.execute(
+        sa.select(runs.c.created_at)
+        .where(runs.c.trigger == Trigger.schedule.value)
+        .order_by(runs.c.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    lease = session.execute(
+        sa.select(leases.c.holder, leases.c.expires_at).where(leases.c.name == "scheduler")
+    ).first()
+    return SchedulerHealth(
+        overdue=int(overdue),
+        last_fire=_aware(last_fire),
+        lease_holder=lease.holder if lease else None,
+        lease_expires=_aware(lease.expires_at) if lease else None,
+    )
+
+
+def tags_in_use(session: Session, limit: int = 200) -> list[str]:
+    """Distinct task tags for the filter list, read from a bounded sample of tasks."""
+    rows = session.execute(sa.select(tasks.c.tags).limit(5000)).scalars()
+    seen: set[str] = set()
+    for tags in rows:
+        for tag in tags or ():
+            seen.add(tag)
+            if len(seen) >= limit:
+                return sorted(seen)
+    return sorted(seen)
