@@ -62,6 +62,10 @@ AUTH_FAILURES = Counter(
     "Failed API authentications (unauthorized) and requests refused for too many (limited).",
     ["outcome"],
 )
+WORKERS_REFUSED = Counter(
+    "scheduler_worker_registrations_refused",
+    "Worker registrations refused because scheduler.max_workers workers were active.",
+)
 HEARTBEATS = Counter(
     "scheduler_heartbeats",
     "Worker heartbeats recorded, by where they came from (api or worker).",

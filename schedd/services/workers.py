@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from schedd.errors import Conflict, NotFound
+from schedd.errors import Conflict, NotFound, Unavailable
 from schedd.models import RunStatus, TaskRun, Worker, WorkerStatus
 from schedd.schemas import HeartbeatIn, Page, WorkerRead
 from schedd.services import audit
@@ -40,6 +40,44 @@ def _upsert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+# The key of the transaction lock that makes registrations one at a time on
+# PostgreSQL while the cap is counted (SQLite's single writer already does).
+_REGISTER_LOCK = 0x5CED_0017
+
+
+class WorkerLimitReached(Unavailable):
+    """Registering would make more active workers than ``scheduler.max_workers``."""
+
+    code = "worker_limit"
+
+
+def _check_capacity(session: Session, worker_id: str, max_workers: int, stale_after: float) -> None:
+    """WorkerLimitReached when ``max_workers`` other workers are active.
+
+    Active: not offline and heard from within ``stale_after`` seconds (a worker that
+    died without deregistering stops counting when the reaper could judge it). The row
+    being taken over (the same id) does not count.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(_REGISTER_LOCK)))
+    active = session.execute(
+        sa.select(sa.func.count())
+        .select_from(workers)
+        .where(
+            workers.c.id != worker_id,
+            workers.c.status != OFFLINE,
+            workers.c.last_heartbeat >= db_ago(session, stale_after),
+        )
+    ).scalar_one()
+    if active >= max_workers:
+        raise WorkerLimitReached(
+            f"worker {worker_id!r} refused: scheduler.max_workers is {max_workers} and "
+            f"{active} {'worker is' if active == 1 else 'workers are'} active; stop or "
+            "remove one, or raise scheduler.max_workers",
+            field="scheduler.max_workers",
+        )
+
+
 def register(
     session: Session,
     *,
@@ -55,14 +93,20 @@ def register(
     port: int | None = None,
     force: bool = False,
     isolation: str | None = None,
+    max_workers: int | None = None,
 ) -> WorkerRead:
     """Create or take over the workers row ``worker_id``, as active with a fresh heartbeat.
+
+    With ``max_workers`` (``scheduler.max_workers``), a registration that would make
+    more active workers than that is refused: WorkerLimitReached, nothing written.
 
     An existing row is taken over when it is offline, its last heartbeat is older than
     ``stale_after`` seconds, it is this same process (same host and pid), or ``force``
     (the caller checked that the previous holder on this host is dead). Otherwise two
     live workers would share one id: Conflict.
     """
+    if max_workers is not None:
+        _check_capacity(session, worker_id, max_workers, stale_after)
     now = db_now(session)
     values: dict[str, Any] = {
         "id": worker_id,

@@ -33,7 +33,7 @@ from schedd.executors.guard import Guard
 from schedd.executors.identity import current_user
 from schedd.executors.registry import create_executors
 from schedd.executors.runas import check_run_as
-from schedd.metrics import RUN_CPU, RUN_DURATION, RUN_MAX_RSS
+from schedd.metrics import RUN_CPU, RUN_DURATION, RUN_MAX_RSS, WORKERS_REFUSED
 from schedd.services import workers
 from schedd.services.claims import ClaimedRun
 from schedd.worker.capture import OutputCapture
@@ -133,7 +133,13 @@ class WorkerRole:
 
     def start(self) -> None:
         try:
+            # Refused by scheduler.max_workers: WorkerLimitReached stops the start with
+            # the reason (exit 69); a supervisor restarting on failure (the systemd
+            # units: every 5 s) makes the worker join when a place frees up.
             self._register()
+        except workers.WorkerLimitReached:
+            self.cgroups.close()  # made by detect(); nothing else has started yet
+            raise
         except SQLAlchemyError as exc:
             raise Unavailable(
                 f"cannot register worker {self.worker_id}: {first_line(exc)}"
@@ -209,21 +215,26 @@ class WorkerRole:
                 and before.pid not in (None, me.pid)
                 and not psutil.pid_exists(before.pid)
             )
-            workers.register(
-                session,
-                worker_id=self.worker_id,
-                hostname=me.hostname,
-                ip_address=me.ip_address,
-                port=self.ctx.metrics_port,
-                task_types=self.task_types,
-                executor_types=self.executor_types,
-                max_concurrent_tasks=self.settings.max_concurrent_tasks,
-                pid=me.pid,
-                version=__version__,
-                isolation=self.cgroups.mode,
-                stale_after=self.ctx.settings.effective_heartbeat_timeout,
-                force=force,
-            )
+            try:
+                workers.register(
+                    session,
+                    worker_id=self.worker_id,
+                    hostname=me.hostname,
+                    ip_address=me.ip_address,
+                    port=self.ctx.metrics_port,
+                    task_types=self.task_types,
+                    executor_types=self.executor_types,
+                    max_concurrent_tasks=self.settings.max_concurrent_tasks,
+                    pid=me.pid,
+                    version=__version__,
+                    isolation=self.cgroups.mode,
+                    stale_after=self.ctx.settings.effective_heartbeat_timeout,
+                    force=force,
+                    max_workers=self.ctx.settings.scheduler.max_workers,
+                )
+            except workers.WorkerLimitReached:
+                WORKERS_REFUSED.inc()
+                raise
         self.heartbeat.succeeded(sent_at)
 
     def _start_run(self, claimed: ClaimedRun) -> None:
