@@ -51,8 +51,9 @@ class ExitStatus(IntEnum):
 
 DESCRIPTIONS: dict[ExitStatus, str] = {
     ExitStatus.OK: "Success.",
-    ExitStatus.ERROR: "The command ran and reports a failure: the service is unhealthy, or "
-    "a run waited for failed without an exit code of its own.",
+    ExitStatus.ERROR: "The command ran and reports a failure: the service is unhealthy, "
+    "a run waited for failed without an exit code of its own, or a question (db downgrade) "
+    "was not confirmed.",
     ExitStatus.USAGE: "Bad command line: unknown command or option, missing or malformed argument.",
     ExitStatus.NOT_FOUND: "The task, run, worker or API key does not exist.",
     ExitStatus.UNAUTHORIZED: "No credentials, or a token or API key that is invalid, expired "

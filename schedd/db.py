@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-from schedd.errors import Unavailable, first_line
+from schedd.errors import InvalidInput, Unavailable, first_line
 from schedd.redact import redact_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -242,6 +242,50 @@ def migrate(db: Database, revision: str = "head") -> tuple[str | None, str | Non
 def downgrade(db: Database, revision: str = "base") -> None:
     with db.engine.begin() as conn:
         command.downgrade(alembic_config(conn), revision)
+
+
+def revisions() -> list[str]:
+    """Every revision id, oldest first (the history is linear: one head)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+@dataclass(frozen=True)
+class DowngradePlan:
+    current: str
+    target: str | None  # None: base, no schema at all
+    reverted: list[str]  # newest first, what the downgrade undoes
+
+
+def plan_downgrade(db: Database, revision: str) -> DowngradePlan:
+    """What downgrading to ``revision`` (an id, a unique prefix such as ``0004``, or
+    ``base``) undoes; InvalidInput names a revision that is unknown or not below the
+    current one. ``reverted`` is empty when the schema is already there."""
+    known = revisions()
+    target: str | None
+    if revision == "base":
+        target = None
+    else:
+        matches = [rev for rev in known if rev == revision] or [
+            rev for rev in known if rev.startswith(revision)
+        ]
+        if len(matches) != 1:
+            choices = ", ".join(["base", *known])
+            what = "ambiguous" if matches else "unknown"
+            raise InvalidInput(f"{what} revision {revision!r}: one of {choices}")
+        target = matches[0]
+    current = current_revision(db)
+    if current is None:
+        raise InvalidInput("the database has no sched schema: there is nothing to downgrade")
+    if current not in known:
+        raise SchemaBehind(
+            f"the database schema is at revision {current}, which this version does not "
+            "know; downgrade with the version that migrated it"
+        )
+    now, goal = known.index(current), (-1 if target is None else known.index(target))
+    if goal > now:
+        raise InvalidInput(f"revision {target} is above the current {current}: use `db upgrade`")
+    return DowngradePlan(current, target, list(reversed(known[goal + 1 : now + 1])))
 
 
 def check_schema(db: Database) -> None:

@@ -69,12 +69,13 @@ class Cli:
         env: Mapping[str, str] | None = None,
         obj: Environment | None = None,
         direct: bool = True,
+        input: str | None = None,
     ) -> Result:
         argv = (["--db", self.db_url] if direct and self.db_url else []) + list(args)
         runner = CliRunner()
         extra: dict[str, Any] = {} if obj is None else {"obj": obj}
         return runner.invoke(
-            app, argv, env=clean_env(self.home, env), catch_exceptions=False, **extra
+            app, argv, env=clean_env(self.home, env), catch_exceptions=False, input=input, **extra
         )
 
     def json(self, *args: str, **kwargs: Any) -> Any:

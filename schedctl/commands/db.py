@@ -8,22 +8,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from schedctl import render
 from schedctl.commands.common import OutputOpt
 from schedctl.context import Cli
-from schedd.errors import Unavailable
+from schedd.errors import SchedError, Unavailable
 
 if TYPE_CHECKING:
     from schedd.db import Database
 
 app = typer.Typer(
-    help="Create, upgrade and check the database schema.\n\nWorks on the database itself "
-    "(--db, DATABASE_URL or the configured one), never through the API.",
-    short_help="Create, upgrade and check the database schema.",
+    help="Create, upgrade, downgrade and check the database schema.\n\nWorks on the "
+    "database itself (--db, DATABASE_URL or the configured one), never through the API.",
+    short_help="Create, upgrade, downgrade and check the database schema.",
     no_args_is_help=True,
 )
 
@@ -54,6 +54,10 @@ def _database(cli: Cli, *, create: bool = False) -> Iterator[tuple[Database, str
         raise Unavailable(f"cannot use the database {shown}: {reason}") from exc
 
 
+class NotConfirmed(SchedError):
+    """The operator declined (or did not answer) a question: exit 1, nothing changed."""
+
+
 def _fields(data: dict[str, Any]) -> Any:
     return render.fields([(key, render.plain(value)) for key, value in data.items()])
 
@@ -74,6 +78,64 @@ def upgrade(ctx: typer.Context, output: OutputOpt = None) -> None:
             if d["changed"]
             else f"{d['database']}: schema already at {d['after']}"
         ),
+        output,
+    )
+
+
+@app.command()
+def downgrade(
+    ctx: typer.Context,
+    revision: Annotated[
+        str,
+        typer.Argument(
+            metavar="REVISION",
+            help="Revision to go back to: an id (0004_worker_isolation), its number "
+            "(0004), or base (no schema).",
+            show_default=False,
+        ),
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    output: OutputOpt = None,
+) -> None:
+    """Downgrade the schema to REVISION, undoing the newer migrations (asks first).
+
+    Columns and tables a reverted migration added are dropped with their data. Stop
+    every schedd using the database first, and install the version that REVISION
+    belongs to: a newer schedd refuses to start on an older schema.
+    """
+    from schedd import db as schema
+
+    cli = Cli.of(ctx)
+    with _database(cli) as (database, shown):
+        plan = schema.plan_downgrade(database, revision)
+        target = plan.target or "base (no schema)"
+        result: dict[str, Any] = {
+            "database": shown,
+            "before": plan.current,
+            "after": plan.target,
+            "reverted": plan.reverted,
+            "changed": bool(plan.reverted),
+        }
+        if not plan.reverted:
+            cli.show(result, lambda d: f"{d['database']}: schema already at {target}", output)
+            return
+        if not yes:
+            question = (
+                f"Downgrade {shown} from {plan.current} to {target}, undoing "
+                f"{', '.join(plan.reverted)}? Data in what they added is dropped."
+            )
+            try:
+                confirmed = typer.confirm(question, default=False, err=True)
+            except typer.Abort:  # no answer (stdin closed)
+                confirmed = False
+            if not confirmed:
+                raise NotConfirmed(
+                    "downgrade not confirmed: nothing changed (--yes skips the question)"
+                )
+        schema.downgrade(database, plan.target or "base")
+    cli.show(
+        result,
+        lambda d: f"{d['database']}: downgraded {d['before']} -> {target}",
         output,
     )
 

@@ -13,7 +13,7 @@ from typer._click import Context
 from schedctl import configdoc, manpages
 from schedctl.app import app
 from schedd.config import check_file, load_settings
-from schedd.db import head_revision
+from schedd.db import head_revision, revisions
 from tests.schedctlkit import Cli, migrated_sqlite, one_line
 
 # -- config ---------------------------------------------------------------------------
@@ -88,6 +88,31 @@ def test_db_upgrade_current_and_check(tmp_path: Path) -> None:
     assert cli.json("db", "upgrade")["changed"] is False
     assert cli.json("db", "current")["current"] is True
     assert cli("db", "check").exit_code == 0
+
+
+def test_db_downgrade_asks_names_what_it_undoes_and_goes_back(tmp_path: Path) -> None:
+    history = revisions()
+    cli = Cli(tmp_path, migrated_sqlite(tmp_path / "sched.db"))
+    declined = cli("db", "downgrade", history[-2][:4], input="n\n")
+    assert declined.exit_code == 1
+    assert f"from {history[-1]} to {history[-2]}, undoing {history[-1]}?" in declined.stderr
+    assert declined.stderr.strip().endswith(  # after the prompt (the answer is not echoed)
+        "[y/N]:error: downgrade not confirmed: nothing changed (--yes skips the question)"
+    )
+    assert cli("db", "downgrade", history[-2], input="").exit_code == 1  # no answer: no
+    assert cli.json("db", "current")["revision"] == history[-1]
+    confirmed = cli("db", "downgrade", history[-2], input="y\n")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert confirmed.stdout.strip().endswith(f"downgraded {history[-1]} -> {history[-2]}")
+    assert cli("db", "check").exit_code == 69  # behind this version now
+    done = cli.json("db", "downgrade", "base", "--yes")
+    assert done["reverted"] == list(reversed(history[:-1])) and done["after"] is None
+    empty = cli("db", "downgrade", "0001", "--yes")
+    assert empty.exit_code == 65
+    assert one_line(empty).startswith("error: the database has no sched schema")
+    assert cli.json("db", "upgrade")["after"] == head_revision()
+    again = cli("db", "downgrade", "0999", "--yes")
+    assert (again.exit_code, one_line(again)[:34]) == (65, "error: unknown revision '0999': on")
 
 
 def test_db_check_of_an_empty_database_says_to_migrate(tmp_path: Path) -> None:
