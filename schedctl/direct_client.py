@@ -123,6 +123,7 @@ class DirectClient(Client):
             default_timezone=zone,
             actor=self.actor,
             worker_directory=directory,
+            channels=self.settings.notify.channels.keys(),
         )
         return _dump(created)
 
@@ -153,7 +154,15 @@ class DirectClient(Client):
 
     def update_task(self, ref: str, body: Json) -> Json:
         data = validated(TaskUpdate, body)
-        return _dump(self._call(tasks.update_task, ref, data, actor=self.actor))
+        return _dump(
+            self._call(
+                tasks.update_task,
+                ref,
+                data,
+                actor=self.actor,
+                channels=self.settings.notify.channels.keys(),
+            )
+        )
 
     def delete_task(self, ref: str, *, force: bool = False) -> None:
         self._call(tasks.delete_task, ref, force=force, actor=self.actor)

@@ -29,9 +29,11 @@ from schedd.configsections import (
     SEED_VARIABLES,
     ApiSettings,
     AuthSettings,
+    ChannelSettings,
     DaemonSettings,
     DatabaseSettings,
     MessageQueueSettings,
+    NotifySettings,
     ObservabilitySettings,
     RetentionSettings,
     SchedulerSettings,
@@ -53,9 +55,11 @@ __all__ = [
     "SEED_VARIABLES",
     "ApiSettings",
     "AuthSettings",
+    "ChannelSettings",
     "DaemonSettings",
     "DatabaseSettings",
     "MessageQueueSettings",
+    "NotifySettings",
     "ObservabilitySettings",
     "RetentionSettings",
     "SchedulerSettings",
@@ -85,6 +89,7 @@ class Settings(Section):
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     source: str | None = Field(default=None, exclude=True)
 

@@ -452,7 +452,8 @@ def config_error(
         key = next((k for k in keys if k in sources), keys[0])
         return ConfigError(sources.get(key, fallback), key, _one_line(cause.reason))
     section, key_name = (names + ["", ""])[:2]
-    dotted = ".".join(names[:2]) + "".join(f"[{p}]" for p in loc[2:] if isinstance(p, int))
+    # Deeper tables (notify.channels.NAME.url) are named in full; list items by index.
+    dotted = ".".join(names) + "".join(f"[{p}]" for p in loc[2:] if isinstance(p, int))
     source = sources.get(f"{section}.{key_name}") or sources.get(section) or fallback
     if error["type"] == "extra_forbidden":
         reason = check_key(schema, section, key_name or None) or "unknown key"

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from schedd import __version__, hardening, preflight
 from schedd.brokers.base import Broker
@@ -33,6 +33,9 @@ from schedd.db import Database, check_schema, create_database, describe_url, mig
 from schedd.metricsserver import MetricsListener, start_listener
 from schedd.sdnotify import Heartbeat, Watchdog, take_from_environment
 from schedd.services.systemlog import SystemLogWriter
+
+if TYPE_CHECKING:
+    from schedd.alerts.notifier import Notifier
 
 log = logging.getLogger("schedd.daemon")
 
@@ -118,6 +121,29 @@ def open_database(settings: Settings) -> Database:
     return db
 
 
+def start_notifier(ctx: Context, roles: list[str]) -> Notifier | None:
+    """The alert notifier, in processes with the api or scheduler role when channels
+    are configured (see :mod:`schedd.alerts.notifier`)."""
+    if not ctx.settings.notify.channels or not {"api", "scheduler"} & set(roles):
+        return None
+    from schedd.alerts.notifier import Notifier
+
+    notifier = Notifier(ctx.db, ctx.settings)
+    notifier.start()
+    log.info(
+        "alerts: %d channel(s) configured; this process sends them while it holds the "
+        "notifier lease",
+        len(ctx.settings.notify.channels),
+    )
+    return notifier
+
+
+def stop_notifier(notifier: Notifier | None) -> None:
+    if notifier is not None:
+        notifier.stop()
+        notifier.join(10.0)
+
+
 class Daemon:
     def __init__(self, settings: Settings, roles: list[str]) -> None:
         self.settings = settings
@@ -163,6 +189,7 @@ class Daemon:
 
         roles: list[Role] = []
         metrics: MetricsListener | None = None
+        notifier: Notifier | None = None
         try:
             # Before the roles: a metrics port in use stops the start before any work.
             metrics = start_listener(settings.observability)
@@ -176,9 +203,11 @@ class Daemon:
                 role.start()
                 roles.append(role)
                 log.info("role %s started", name)
+            notifier = start_notifier(ctx, self.role_names)
         except BaseException:
             # A role that cannot start (a second SQLite scheduler, a port in use) must not
             # leave the roles already started keeping the process alive.
+            stop_notifier(notifier)
             self._shutdown(ctx, roles, graceful=False)
             if metrics is not None:
                 metrics.stop()
@@ -193,6 +222,7 @@ class Daemon:
             self._wake.wait(self._turn)
         log.info("stopping (signal received)")
         self.notifier.stopping()
+        stop_notifier(notifier)
         self._shutdown(ctx, roles, graceful=True)
         if watchdog is not None:
             watchdog.stop()

@@ -173,6 +173,11 @@ class Task(SQLModel, table=True):
     memory_max_mb: int | None = Field(default=None)
     cpu_max: float | None = Field(default=None)  # cores
     pids_max: int | None = Field(default=None)
+    # Alert rules (:mod:`schedd.alerts.rules`): event -> channel names, and options.
+    notify: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_column=sa.Column(json_type(), nullable=False, server_default=sa.text("'{}'")),
+    )
 
 
 class TaskDependency(SQLModel, table=True):
@@ -382,3 +387,80 @@ class Lease(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=100)
     holder: str = Field(max_length=200)
     expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+class NotifyEvent(SQLModel, table=True):
+    """Something to tell an operator: a run failed, a task went silent...
+
+    ``key`` is unique per (event, task, run or window), so schedulers and notifiers that
+    see the same outcome record one event.
+    """
+
+    __tablename__ = "notify_events"
+    __table_args__ = (
+        sa.Index("ix_notify_events_task_id_event_id", "task_id", "event", "id"),
+        # "Has this run's outcome been recorded?" while scanning outcomes.
+        sa.Index("ix_notify_events_run_id_event", "run_id", "event"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)
+    event: str = Field(max_length=32)
+    task_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=True
+        ),
+    )
+    run_id: int | None = Field(default=None)  # no foreign key: retention may delete runs
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False, index=True)
+    )
+    details: dict[str, Any] = _json(dict)  # what the message says (task, status, output...)
+
+
+class NotifyDelivery(SQLModel, table=True):
+    """One event (or one digest of events) to send to one channel, and how that went."""
+
+    __tablename__ = "notify_deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "channel"),
+        # The sender's queue: due deliveries by channel, oldest first.
+        sa.Index(
+            "ix_notify_deliveries_pending",
+            "channel",
+            "next_attempt_at",
+            sqlite_where=sa.text("state = 'pending'"),
+            postgresql_where=sa.text("state = 'pending'"),
+        ),
+        # Messages sent to a channel in the last minute (max_per_minute).
+        sa.Index("ix_notify_deliveries_channel_sent_at", "channel", "sent_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.Integer, sa.ForeignKey("notify_events.id", ondelete="CASCADE"), nullable=True
+        ),
+    )
+    channel: str = Field(max_length=64)
+    state: str = Field(default="pending", max_length=16)  # pending sent failed digested
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False, index=True)
+    )
+    sent_at: datetime | None = _ts()
+    # A digest is a delivery without an event; the deliveries it collapsed point to it.
+    digest_id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.Integer,
+            sa.ForeignKey("notify_deliveries.id", ondelete="SET NULL"),
+            nullable=True,
+            index=True,
+        ),
+    )
+    digest_count: int = Field(default=0)

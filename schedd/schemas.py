@@ -118,6 +118,21 @@ def _check_working_dir(value: str) -> str:
     return value
 
 
+NOTIFY_DOC = (
+    "Alert rules: event (failed, recovered, succeeded, missed, long_running, absent) -> "
+    "channel names from the configuration's [notify.channels]; options warn_after_seconds, "
+    "expect_every and grace (durations such as '30m', '25h'). Keys left out come from "
+    "notify.default; an empty list turns an event off."
+)
+
+
+def check_notify(value: dict[str, Any]) -> dict[str, Any]:
+    """A task's ``notify`` rules, normalised; ValueError naming the bad key."""
+    from schedd.alerts.rules import parse_rules
+
+    return parse_rules(value).stored()
+
+
 class _TaskFields(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -157,6 +172,11 @@ class _TaskFields(BaseModel):
     @classmethod
     def _working_dir(cls, value: str | None) -> str | None:
         return None if value is None else _check_working_dir(value)
+
+    @field_validator("notify", check_fields=False)
+    @classmethod
+    def _notify(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else check_notify(value)
 
     @field_validator("dependencies", check_fields=False)
     @classmethod
@@ -227,6 +247,7 @@ class TaskCreate(_TaskFields):
     pids_max: int | None = Field(
         default=None, ge=1, le=4_194_304, description="Most processes and threads at once."
     )
+    notify: dict[str, Any] = Field(default_factory=dict, description=NOTIFY_DOC)
 
 
 class TaskUpdate(_TaskFields):
@@ -258,6 +279,7 @@ class TaskUpdate(_TaskFields):
     memory_max_mb: int | None = Field(default=None, ge=4, le=MAX_MEMORY_MB)
     cpu_max: float | None = Field(default=None, gt=0, le=1024)
     pids_max: int | None = Field(default=None, ge=1, le=4_194_304)
+    notify: dict[str, Any] | None = Field(default=None, description=NOTIFY_DOC)
 
 
 class TaskRead(BaseModel):
@@ -292,6 +314,7 @@ class TaskRead(BaseModel):
     memory_max_mb: int | None = None
     cpu_max: float | None = None
     pids_max: int | None = None
+    notify: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def of(cls, task: Task, dependencies: list[int]) -> TaskRead:
@@ -571,3 +594,44 @@ class OutputRead(BaseModel):
 
 class FireTimes(BaseModel):
     times: list[datetime]
+
+
+class ChannelRead(BaseModel):
+    """A notification channel as configured; its URL shows scheme and host only."""
+
+    name: str
+    type: str
+    target: str
+    timeout_seconds: float
+    secrets: dict[str, bool] = Field(
+        default_factory=dict, description="Environment variables it reads, and whether set."
+    )
+
+
+class DeliveryRead(BaseModel):
+    """One alert (or digest) for one channel, and how sending it went."""
+
+    id: int
+    channel: str
+    state: str
+    event: str
+    event_id: int | None
+    task_id: int | None
+    task_name: str | None
+    run_id: int | None
+    subject: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+    digest_id: int | None
+    digest_count: int
+
+
+class ChannelTestRead(BaseModel):
+    """The answer to a test message: it was delivered (a failure is an error)."""
+
+    channel: str
+    delivered: bool
+    subject: str

@@ -18,6 +18,7 @@ from schedd.api import (
     errors,
     guards,
     routes_auth,
+    routes_notify,
     routes_runs,
     routes_system,
     routes_tasks,
@@ -132,7 +133,14 @@ def create_app(
     )
     errors.install(app)
     docs.install(app)
-    for module in (routes_system, routes_tasks, routes_runs, routes_workers, routes_auth):
+    for module in (
+        routes_system,
+        routes_tasks,
+        routes_runs,
+        routes_workers,
+        routes_auth,
+        routes_notify,
+    ):
         # Added as the app's own routes: an included router is matched through an extra
         # layer that costs about a third of a trivial request.
         app.router.routes.extend(module.router.routes)

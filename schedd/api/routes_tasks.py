@@ -57,6 +57,7 @@ def create_task(
         actor=caller.actor,
         scopes=caller.scopes,
         worker_directory=state.settings.worker.working_directory,
+        channels=state.settings.notify.channels.keys(),
     )
     after_commit(session, state.notify_tasks_changed)
     return task
@@ -91,7 +92,14 @@ def update_task(
     session: DbSession,
     caller: TaskWriter,
 ) -> TaskRead:
-    task = tasks.update_task(session, ref, body, actor=caller.actor, scopes=caller.scopes)
+    task = tasks.update_task(
+        session,
+        ref,
+        body,
+        actor=caller.actor,
+        scopes=caller.scopes,
+        channels=state.settings.notify.channels.keys(),
+    )
     after_commit(session, state.notify_tasks_changed)
     return task
 

@@ -228,16 +228,24 @@ class HttpExecutor(Executor):
                 "the URL carries user information (user:password@); "
                 "send credentials in metadata.http.headers instead"
             )
-        headers = dict(http.headers)
-        port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            addresses = resolve(url.host, port)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise RequestFailed(f"cannot resolve {url.host!r}: {exc}") from None
-        try:
-            address = self.policy.choose(url.host, addresses)
-        except PermissionError as exc:
-            raise RequestFailed(str(exc)) from None
-        if not any(name.lower() == "host" for name in headers):
-            headers["Host"] = url.netloc.decode("ascii")
-        return url.copy_with(host=address), headers, {"sni_hostname": url.host}
+        return pinned(url, dict(http.headers), self.policy)
+
+
+def pinned(
+    url: httpx.URL, headers: dict[str, str], policy: OutboundPolicy
+) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    """``url`` with its host replaced by the first resolved address ``policy`` allows,
+    the headers with the original Host, and the TLS server name as an extension.
+    RequestFailed when the host does not resolve or every address is refused."""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        addresses = resolve(url.host, port)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise RequestFailed(f"cannot resolve {url.host!r}: {exc}") from None
+    try:
+        address = policy.choose(url.host, addresses)
+    except PermissionError as exc:
+        raise RequestFailed(str(exc)) from None
+    if not any(name.lower() == "host" for name in headers):
+        headers["Host"] = url.netloc.decode("ascii")
+    return url.copy_with(host=address), headers, {"sni_hostname": url.host}

@@ -116,20 +116,21 @@ class Refusal:
     kind: str
     via: str | None = None  # the IPv4 address an IPv6 one carries, when that is refused
 
-    def describe(self, host: str) -> str:
+    def describe(self, host: str, key: str = ALLOW_KEY) -> str:
         what = f"{self.kind} address {self.address}"
         if self.via is not None:
             what += f" (it carries {self.via})"
         return (
             f"refused to connect to {host!r}: it resolves to the {what}; add the address "
-            f"or host name to {ALLOW_KEY} to allow it"
+            f"or host name to {key} to allow it"
         )
 
 
 class OutboundPolicy:
     """The addresses an http task may connect to (see the module docstring)."""
 
-    def __init__(self, allow: Iterable[str] = ()) -> None:
+    def __init__(self, allow: Iterable[str] = (), key: str = ALLOW_KEY) -> None:
+        self.key = key  # the setting that opens more, named in refusals
         self.networks: list[Network] = []
         self.hosts: set[str] = set()
         for entry in allow:
@@ -177,7 +178,7 @@ class OutboundPolicy:
                 return text
             first = first or refusal
         assert first is not None, "a resolver answer is never empty"
-        raise PermissionError(first.describe(host))
+        raise PermissionError(first.describe(host, self.key))
 
 
 def normal_host(name: str) -> str:

@@ -19,7 +19,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 
 from schedd.db import Database
 from schedd.errors import Conflict
@@ -52,9 +52,10 @@ def _process_gone(pid: int) -> bool:
 class SchedulerLease:
     """The lease of the one scheduler of a SQLite database."""
 
-    def __init__(self, db: Database, ttl: float) -> None:
+    def __init__(self, db: Database, ttl: float, name: str = LEASE_NAME) -> None:
         self.db = db
         self.ttl = ttl
+        self.name = name
         self.host = socket.gethostname()
         self.holder = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.held = False
@@ -80,6 +81,14 @@ class SchedulerLease:
                 return
         raise Conflict(self._refusal(current))
 
+    def try_acquire(self, now: datetime | None = None) -> bool:
+        """Take the lease if it is free (or ours, or expired); False when another holds it."""
+        try:
+            self.acquire(now)
+        except Conflict:
+            return False
+        return True
+
     def renew(self, now: datetime | None = None) -> bool:
         """Extend the lease; False when it was lost (taken over after expiring).
 
@@ -93,7 +102,7 @@ class SchedulerLease:
         with self.db.engine.begin() as conn:
             renewed = conn.execute(
                 sa.update(leases)
-                .where(leases.c.name == LEASE_NAME, leases.c.holder == self.holder)
+                .where(leases.c.name == self.name, leases.c.holder == self.holder)
                 .values(expires_at=now + timedelta(seconds=self.ttl))
             ).rowcount
         self.held = renewed == 1
@@ -103,7 +112,7 @@ class SchedulerLease:
     def release(self) -> None:
         with self.db.engine.begin() as conn:
             conn.execute(
-                sa.delete(leases).where(leases.c.name == LEASE_NAME, leases.c.holder == self.holder)
+                sa.delete(leases).where(leases.c.name == self.name, leases.c.holder == self.holder)
             )
         self.held = False
 
@@ -113,9 +122,10 @@ class SchedulerLease:
         takeover = sa.or_(leases.c.expires_at < now, leases.c.holder == self.holder)
         if replacing is not None:
             takeover = sa.or_(takeover, leases.c.holder == replacing)
+        dialect = postgresql if self.db.is_postgres else sqlite
         stmt = (
-            sqlite.insert(leases)
-            .values(name=LEASE_NAME, holder=self.holder, expires_at=expires)
+            dialect.insert(leases)
+            .values(name=self.name, holder=self.holder, expires_at=expires)
             .on_conflict_do_update(
                 index_elements=[leases.c.name],
                 set_={"holder": self.holder, "expires_at": expires},
@@ -129,7 +139,7 @@ class SchedulerLease:
     def _current(self) -> tuple[str, datetime] | None:
         with self.db.engine.connect() as conn:
             row = conn.execute(
-                sa.select(leases.c.holder, leases.c.expires_at).where(leases.c.name == LEASE_NAME)
+                sa.select(leases.c.holder, leases.c.expires_at).where(leases.c.name == self.name)
             ).first()
         return (row[0], row[1]) if row is not None else None
 

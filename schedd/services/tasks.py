@@ -252,6 +252,7 @@ def create_task(
     now: datetime | None = None,
     scopes: Collection[str] | None = None,
     worker_directory: str | None = None,
+    channels: Collection[str] | None = None,
 ) -> TaskCreated:
     """Validate and store a new task; its first fire time is computed from ``now``.
 
@@ -269,6 +270,7 @@ def create_task(
     _check_command(data.executor.value, data.command)
     check_function_call(data.executor, data.command, data.arguments)
     check_python_command(data.executor, data.command)
+    _check_channels(data.notify, channels)
     if _name_taken(session, data.name):
         raise Conflict(f"a task named {data.name!r} already exists", field="name")
     _check_dependencies(session, None, data.dependencies)
@@ -304,6 +306,7 @@ def update_task(
     actor: str | None = None,
     now: datetime | None = None,
     scopes: Collection[str] | None = None,
+    channels: Collection[str] | None = None,
 ) -> TaskRead:
     """Change the given fields; schedule, time zone or status changes move next_run_at.
 
@@ -323,9 +326,11 @@ def update_task(
         "priority",
         "status",
         "environment",
+        "notify",
     ):
         if required in changes and changes[required] is None:
             raise InvalidInput(f"{required}: may not be null", field=required)
+    _check_channels(changes.get("notify"), channels)
     if "name" in changes and _name_taken(session, changes["name"], task.id):
         raise Conflict(f"a task named {changes['name']!r} already exists", field="name")
     schedule = changes.get("schedule", task.schedule)
@@ -370,6 +375,20 @@ def update_task(
     if {"schedule", "timezone", "status"} & changes.keys():
         notify_tasks_changed(session)
     return read(session, task)
+
+
+def _check_channels(notify: dict[str, Any] | None, channels: Collection[str] | None) -> None:
+    """Every channel the rules name is configured (None: not checked, e.g. no config)."""
+    if not notify or channels is None:
+        return
+    for event, names in notify.items():
+        for name in names if isinstance(names, list) else []:
+            if name not in channels:
+                known = ", ".join(sorted(channels)) or "none are configured"
+                raise InvalidInput(
+                    f"notify.{event}: no channel named {name!r} ([notify.channels]: {known})",
+                    field="notify",
+                )
 
 
 def _check_update_authority(
