@@ -25,6 +25,7 @@ from schedctl.commands import (
     config,
     cron,
     db,
+    notify,
     run,
     system,
     task,
@@ -238,6 +239,7 @@ app.add_typer(task.app, name="task")
 app.add_typer(run.app, name="run")
 app.add_typer(worker.app, name="worker")
 app.add_typer(system.app, name="system")
+app.add_typer(notify.app, name="notify")
 app.command("top")(top.top)
 app.command("apply")(apply.apply)
 app.command("export")(apply.export)

@@ -168,6 +168,27 @@ class Client(ABC):
     @abstractmethod
     def audit_log(self, *, page: int = 1, size: int = 50) -> Json: ...
 
+    # -- alerts -----------------------------------------------------------------------
+
+    @abstractmethod
+    def notify_channels(self) -> list[Json]:
+        """The configured notification channels (URLs show scheme and host only)."""
+
+    @abstractmethod
+    def notify_test(self, channel: str) -> Json:
+        """Send a test message now; Unavailable with the receiver's error."""
+
+    @abstractmethod
+    def notify_deliveries(
+        self,
+        *,
+        task: str | None = None,
+        status: str | None = None,
+        channel: str | None = None,
+        page: int = 1,
+        size: int = 50,
+    ) -> Json: ...
+
     # -- credentials ------------------------------------------------------------------
 
     @abstractmethod

@@ -36,7 +36,7 @@ from schedd.schemas import (
     TaskUpdate,
     validated,
 )
-from schedd.services import auth, lifecycle, output, runs, system, tasks, workers
+from schedd.services import alerts, auth, lifecycle, output, runs, system, tasks, workers
 from schedd.types import utcnow
 
 T = TypeVar("T")
@@ -258,6 +258,32 @@ class DirectClient(Client):
             broker.close()
         self.health_reasons = health.reasons
         return _dump(health.report)
+
+    def notify_channels(self) -> list[Json]:
+        return [_dump(channel) for channel in alerts.list_channels(self.settings)]
+
+    def notify_test(self, channel: str) -> Json:
+        return _dump(alerts.test_channel(self.settings, channel))
+
+    def notify_deliveries(
+        self,
+        *,
+        task: str | None = None,
+        status: str | None = None,
+        channel: str | None = None,
+        page: int = 1,
+        size: int = 50,
+    ) -> Json:
+        return _dump(
+            self._call(
+                alerts.list_deliveries,
+                task=task,
+                state=status,
+                channel=channel,
+                page=page,
+                size=size,
+            )
+        )
 
     def stats(self) -> Json:
         # No daemon is asked in --db mode, so there is no uptime to report.

@@ -285,6 +285,33 @@ class HttpClient(Client):
     def stats(self) -> Json:
         return self._get("/api/system/stats")
 
+    def notify_channels(self) -> list[Json]:
+        data = self.request("GET", "/api/notify/channels")
+        if not isinstance(data, list):
+            raise ServerError(f"GET /api/notify/channels answered {type(data).__name__}")
+        return data
+
+    def notify_test(self, channel: str) -> Json:
+        return self._post(f"/api/notify/channels/{_seg(channel)}/test")
+
+    def notify_deliveries(
+        self,
+        *,
+        task: str | None = None,
+        status: str | None = None,
+        channel: str | None = None,
+        page: int = 1,
+        size: int = 50,
+    ) -> Json:
+        return self._get(
+            "/api/notify/deliveries",
+            task=task,
+            status=status,
+            channel=channel,
+            page=page,
+            size=size,
+        )
+
     def system_logs(
         self,
         *,

@@ -290,8 +290,18 @@ def config_page() -> str:
             envs = " ".join(doc.lines[cut:]).removeprefix("Env:").strip() if cut is not None else ""
             lines += [".TP", bold(term), esc(text)]
             lines += [".br", esc(f"Environment: {envs or env_var(name, key)}")]
-    lines += [".SH SEE ALSO", "schedd(8), schedctl(1)"]
+    lines += [".SH EXAMPLE", esc("Alerts: mail on failure, chat on recovery, a dead-man's")]
+    lines += [esc("switch on a nightly backup (etc/alerts.example.toml):"), ".PP", ".nf"]
+    lines += [esc(line) for line in alerts_example().rstrip("\n").splitlines()]
+    lines += [".fi", ".SH SEE ALSO", "schedd(8), schedctl(1)"]
     return "\n".join(lines) + "\n"
+
+
+def alerts_example() -> str:
+    """The worked alerts example shipped beside the reference configuration."""
+    from schedctl.configdoc import reference_path
+
+    return reference_path().with_name("alerts.example.toml").read_text(encoding="utf-8")
 
 
 def _toml(value: object) -> str:

@@ -64,6 +64,7 @@ def task_detail(task: Json) -> Table:
         ("tags", r.plain(task.get("tags"))),
         ("metadata", Text(r.plain(task.get("metadata")))),
         ("environment", Text(" ".join(sorted(task.get("environment") or {})) or "-")),
+        ("alerts", Text(_notify(task.get("notify")))),
         ("run as", Text(task.get("run_as") or "- (the worker's run_as)")),
         ("working dir", Text(task.get("working_dir") or "- (the run user's home)")),
         ("limits", Text(_limits(task))),
@@ -71,6 +72,15 @@ def task_detail(task: Json) -> Table:
         ("updated", r.when(task["updated_at"], now)),
     ]
     return r.fields(rows)
+
+
+def _notify(rules: Json | None) -> str:
+    if not rules:
+        return "- (notify.default)"
+    return "; ".join(
+        f"{key} {', '.join(value) if isinstance(value, list) else value}"
+        for key, value in rules.items()
+    )
 
 
 def _limits(task: Json) -> str:
@@ -362,3 +372,37 @@ def whoami(data: Json) -> Table:
             ("expires", r.when(data.get("expires_at")) if data.get("expires_at") else "never"),
         ]
     )
+
+
+def channel_list(channels: list[Json]) -> Table:
+    table = r.columns("NAME", "TYPE", "TARGET", "SECRETS")
+    for channel in channels:
+        secrets = ", ".join(
+            f"{name} {'set' if present else 'NOT SET'}"
+            for name, present in (channel.get("secrets") or {}).items()
+        )
+        table.add_row(
+            Text(channel["name"]), channel["type"], Text(channel["target"]), Text(secrets or "-")
+        )
+    return table
+
+
+def delivery_list(page: Json) -> list[RenderableType]:
+    table = r.columns("ID", "CHANNEL", "STATE", "EVENT", "TASK", "RUN", "TRIES", "CREATED", "ERROR")
+    now = r.now()
+    for item in page["items"]:
+        event = item["event"]
+        if item.get("digest_count"):
+            event += f" ({item['digest_count']})"
+        table.add_row(
+            str(item["id"]),
+            Text(item["channel"]),
+            r.status(item["state"]),
+            event,
+            Text(item.get("task_name") or "-"),
+            str(item["run_id"]) if item.get("run_id") else "-",
+            str(item["attempts"]),
+            r.relative(item.get("created_at"), now),
+            Text((item.get("last_error") or "")[:80] or "-"),
+        )
+    return [table, r.footer(page, "deliveries")]

@@ -166,6 +166,10 @@ def _is_list(info: FieldInfo) -> bool:
     return any(get_origin(part) is list for part in type_parts(info.annotation))
 
 
+def _is_table(info: FieldInfo) -> bool:
+    return any(get_origin(part) is dict for part in type_parts(info.annotation))
+
+
 def _is_secret(info: FieldInfo | None) -> bool:
     return info is not None and SecretStr in type_parts(info.annotation)
 
@@ -261,6 +265,16 @@ def parse_text(schema: Schema, section: str, key: str, text: str, source: str) -
     """An environment or flag string as the field wants it: lists from a JSON array or
     comma-separated words; anything else stays a string for pydantic to convert."""
     info = _field(schema, section, key)
+    if info is not None and _is_table(info):
+        try:
+            table = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                source, f"{section}.{key}", f"invalid JSON object: {exc.msg}"
+            ) from None
+        if not isinstance(table, dict):
+            raise ConfigError(source, f"{section}.{key}", f"expected a JSON object, got {text!r}")
+        return table
     if info is None or not _is_list(info):
         return text
     stripped = text.strip()

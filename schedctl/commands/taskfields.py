@@ -79,6 +79,14 @@ MetadataOpt = Annotated[
     str | None,
     typer.Option("--metadata", metavar="JSON", help='JSON object, e.g. \'{"owner": "ops"}\'.'),
 ]
+NotifyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--notify",
+        metavar="JSON",
+        help='Alert rules, e.g. \'{"failed": ["ops-mail"], "absent": ["chat"], "grace": "2h"}\'.',
+    ),
+]
 EnvOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -161,6 +169,7 @@ def task_body(
     memory_max: int | None = None,
     cpu_max: float | None = None,
     pids_max: int | None = None,
+    notify: str | None = None,
 ) -> dict[str, Any]:
     """The API body for the flags given (dependencies resolved to ids)."""
     values: dict[str, Any] = {
@@ -187,6 +196,7 @@ def task_body(
         "memory_max_mb": memory_max,
         "cpu_max": cpu_max,
         "pids_max": pids_max,
+        "notify": json_object(notify, "--notify"),
     }
     body = {key: value for key, value in values.items() if value is not None}
     if depends_on is not None:

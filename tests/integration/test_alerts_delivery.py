@@ -4,7 +4,6 @@ receiver is down, digests under max_per_minute, and two notifiers on one databas
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 

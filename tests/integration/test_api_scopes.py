@@ -58,6 +58,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/apikeys"): "system.write",
     ("GET", "/api/apikeys"): "system.read",
     ("DELETE", "/api/apikeys/{key_id}"): "system.write",
+    ("GET", "/api/notify/channels"): "system.read",
+    ("POST", "/api/notify/channels/{name}/test"): "system.write",
+    ("GET", "/api/notify/deliveries"): "system.read",
     ("POST", "/api/tokens"): ANY,
     ("GET", "/api/whoami"): ANY,
 }
@@ -145,7 +148,9 @@ def module_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
 
 @pytest.fixture(scope="module")
 def api(module_db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiEnv]:
-    with api_env(module_db, tmp_path_factory.mktemp("api")) as env:
+    # A channel whose test message is always delivered: a command that exits 0.
+    notify = {"channels": {"check": {"type": "command", "command": ["true"]}}}
+    with api_env(module_db, tmp_path_factory.mktemp("api"), notify=notify) as env:
         yield env
 
 
@@ -194,7 +199,9 @@ def objects(api: ApiEnv) -> Objects:
 def _url(method: str, path: str, objects: Objects) -> str:
     worker = objects.offline_worker if method == "DELETE" else objects.active_worker
     run = objects.ended_run if path.endswith("/retry") else objects.pending_run
-    return path.format(ref=objects.task_id, run_id=run, worker_id=worker, key_id=objects.key_id)
+    return path.format(
+        ref=objects.task_id, run_id=run, worker_id=worker, key_id=objects.key_id, name="check"
+    )
 
 
 @pytest.mark.parametrize(

@@ -856,3 +856,14 @@ def test_shipped_config_examples_are_valid(tmp_path: Path, env: dict[str, str]) 
 def test_env_passthrough_refuses_the_daemon_secrets_and_bad_names(name: str) -> None:
     with pytest.raises(ConfigError, match="worker.env_passthrough"):
         load_settings(None, env={"SCHEDD_WORKER__ENV_PASSTHROUGH": f'["{name}"]'})
+
+
+def test_the_alerts_example_is_a_valid_configuration(env: dict[str, str]) -> None:
+    example = SHIPPED.with_name("alerts.example.toml")
+
+    settings = load_settings(example, env=env)
+
+    assert set(settings.notify.channels) == {"ops-mail", "chat"}
+    assert settings.notify.default == {"failed": ["ops-mail"], "recovered": ["chat"]}
+    readme = SHIPPED.parents[1] / "README.md"
+    assert example.read_text(encoding="utf-8") in readme.read_text(encoding="utf-8")

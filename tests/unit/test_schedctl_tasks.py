@@ -25,7 +25,7 @@ def test_create_takes_every_field_as_a_flag(cli: Cli) -> None:
         "--misfire", "skip", "--description", "Daily report", "--task-type", "reports",
         "--env", "REPORT_DIR=/srv/r", "--env", "EMPTY=", "--run-as", "reports:staff",
         "--working-dir", "/srv/r", "--memory-max", "256", "--cpu-max", "0.5",
-        "--pids-max", "64", "--paused",
+        "--pids-max", "64", "--paused", "--notify", '{"expect_every": "25h"}',
     )  # fmt: skip
     assert {k: v for k, v in task.items() if k not in ("id", "created_at", "updated_at")} == {
         "name": "report",
@@ -54,6 +54,7 @@ def test_create_takes_every_field_as_a_flag(cli: Cli) -> None:
         "memory_max_mb": 256,
         "cpu_max": 0.5,
         "pids_max": 64,
+        "notify": {"expect_every": "25h"},
         # /opt is on this host, /opt/report.py is not: a warning, not an error.
         "warnings": [
             "python script /opt/report.py does not exist: runs of this task will fail "
