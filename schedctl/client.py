@@ -38,6 +38,17 @@ class ServerError(SchedError):
     code = "internal"
 
 
+class RateLimited(SchedError):
+    """The API refuses to authenticate for now (HTTP 429): too many failed
+    authentications from this address or for this key prefix."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotSupported(SchedError):
     """The operation does not exist in this mode (a token needs the API to mint it)."""
 

@@ -2,7 +2,8 @@
 
 Scripts branch on these, and the man page documents them (EXIT STATUS is generated
 from :data:`DESCRIPTIONS`). Usage errors keep Click's 2, as argparse, getopt tools and
-shells do; the others follow sysexits(3) where it has a word for them (65 bad input,
+shells do; the API's refusals take the small numbers (3-7, 7 for HTTP 429); the others
+follow sysexits(3) where it has a word for them (65 bad input,
 69 unavailable, 70 internal, 75 temporary failure, 78 configuration), and 124 is
 timeout(1)'s.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
-from schedctl.client import NotSupported, ServerError
+from schedctl.client import NotSupported, RateLimited, ServerError
 from schedd.errors import (
     ConfigError,
     Conflict,
@@ -39,6 +40,7 @@ class ExitStatus(IntEnum):
     UNAUTHORIZED = 4
     FORBIDDEN = 5
     CONFLICT = 6
+    RATE_LIMITED = 7
     INVALID_INPUT = 65
     UNAVAILABLE = 69
     INTERNAL = 70
@@ -61,6 +63,9 @@ DESCRIPTIONS: dict[ExitStatus, str] = {
     ExitStatus.FORBIDDEN: "The credentials lack the scope the operation needs.",
     ExitStatus.CONFLICT: "The request clashes with the current state: a duplicate name, a run "
     "that already ended, a task others depend on.",
+    ExitStatus.RATE_LIMITED: "Too many failed authentications from this address or for this "
+    "key (HTTP 429): the API refuses to authenticate anyone from here until the time the "
+    "message names (Retry-After) has passed; then retry with a valid credential.",
     ExitStatus.INVALID_INPUT: "Invalid input: a bad cron expression, time zone or field value, "
     "a dependency cycle, a task file that is not valid TOML.",
     ExitStatus.UNAVAILABLE: "The API server or the database cannot be reached, or the database "
@@ -81,6 +86,7 @@ _BY_ERROR: tuple[tuple[type[SchedError], ExitStatus], ...] = (
     (ConfigError, ExitStatus.CONFIG),
     (NotSupported, ExitStatus.USAGE),
     (ServerError, ExitStatus.INTERNAL),
+    (RateLimited, ExitStatus.RATE_LIMITED),
     (WaitTimedOut, ExitStatus.TIMEOUT),
     (NotFound, ExitStatus.NOT_FOUND),
     (Unauthorized, ExitStatus.UNAUTHORIZED),

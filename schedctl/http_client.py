@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import httpx
 
-from schedctl.client import Client, Json, ServerError, ServerUnreachable
+from schedctl.client import Client, Json, RateLimited, ServerError, ServerUnreachable
 from schedd.errors import (
     Conflict,
     Forbidden,
@@ -59,12 +59,25 @@ def error_from(response: httpx.Response) -> SchedError:
         if message is None and isinstance(body.get("detail"), str):
             message = body["detail"]  # a framework error without the sched body
     status = response.status_code
+    if status == 429:
+        return _rate_limited(response, message)
     if not isinstance(message, str) or not message:
         message = f"HTTP {status} {response.reason_phrase} from {response.request.url.path}"
     kind = _BY_CODE.get(code or "") or _BY_STATUS.get(status)
     if kind is None:
         return ServerError(f"server error: {message}")
     return kind(message, field=field if isinstance(field, str) else None)
+
+
+def _rate_limited(response: httpx.Response, message: object) -> RateLimited:
+    """One line naming how long to wait (the Retry-After header, in seconds)."""
+    header = response.headers.get("retry-after", "").strip()
+    retry_after = int(header) if header.isdigit() else None
+    reason = message if isinstance(message, str) and message else "too many requests"
+    reason = reason.split("; retry in ", 1)[0]
+    if retry_after is None:
+        return RateLimited(f"{reason} (HTTP 429); wait, then retry")
+    return RateLimited(f"{reason}: retry after {retry_after} s (HTTP 429)", retry_after)
 
 
 class HttpClient(Client):

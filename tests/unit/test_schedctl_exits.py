@@ -7,7 +7,7 @@ from enum import Enum
 import pytest
 
 from schedctl import choices, exits
-from schedctl.client import NotSupported, ServerError, ServerUnreachable
+from schedctl.client import NotSupported, RateLimited, ServerError, ServerUnreachable
 from schedctl.exits import ExitStatus, WaitTimedOut
 from schedd import models, schemas
 from schedd.cronfields import CronError
@@ -31,6 +31,7 @@ from schedd.errors import (
         (Unauthorized("x"), ExitStatus.UNAUTHORIZED),
         (Forbidden("x"), ExitStatus.FORBIDDEN),
         (Conflict("x"), ExitStatus.CONFLICT),
+        (RateLimited("x", 5), ExitStatus.RATE_LIMITED),
         (InvalidInput("x"), ExitStatus.INVALID_INPUT),
         (CronError("bad cron"), ExitStatus.INVALID_INPUT),
         (Unavailable("x"), ExitStatus.UNAVAILABLE),

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from schedctl import discovery
-from schedctl.client import ServerError, ServerUnreachable
+from schedctl.client import RateLimited, ServerError, ServerUnreachable
 from schedctl.http_client import HttpClient
 from schedd.api import bootstrap
 from schedd.config import Settings, load_settings
@@ -62,6 +62,43 @@ def test_an_error_body_becomes_the_services_error(
         )
     else:
         assert caught.value.message == "task 'x' not found"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected", "retry_after"),
+    [
+        (
+            {"Retry-After": "42"},
+            "too many failed authentications from this address or for this key: "
+            "retry after 42 s (HTTP 429)",
+            42,
+        ),
+        (
+            {},
+            "too many failed authentications from this address or for this key (HTTP 429); "
+            "wait, then retry",
+            None,
+        ),
+    ],
+)
+def test_a_429_names_how_long_to_wait(
+    headers: dict[str, str], expected: str, retry_after: int | None
+) -> None:
+    body = {
+        "code": "too_many_requests",
+        "message": "too many failed authentications from this address or for this key; "
+        "retry in 42 s",
+        "field": None,
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, json=body, headers=headers)
+
+    client = HttpClient("http://sched.test", "k", transport=httpx.MockTransport(handler))
+    with pytest.raises(RateLimited) as caught:
+        client.get_task("x")
+    assert caught.value.message == expected
+    assert caught.value.retry_after == retry_after
 
 
 def test_a_server_failure_is_internal_and_names_no_body() -> None:
