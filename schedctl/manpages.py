@@ -193,7 +193,11 @@ def schedctl_page() -> str:
         ".SH SHELL COMPLETION",
         paragraphs(
             "schedctl --install-completion installs completion for the current shell (bash, "
-            "zsh, fish, PowerShell); schedctl --show-completion prints the script instead."
+            "zsh, fish, PowerShell); schedctl --show-completion prints the script instead. "
+            "Task names (TASK) and run ids (RUN) are completed from the API the command would "
+            "use (the local schedd's, or --api/SCHED_API with --token/SCHED_TOKEN), in one "
+            "request of at most a second; without an answer nothing is completed and nothing "
+            "is printed. Direct mode (--db) completes no names."
         ),
         ".SH SEE ALSO",
         "schedd(8), schedd.toml(5)",

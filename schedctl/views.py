@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
 from typing import Any
 
 from rich.console import RenderableType
@@ -39,7 +40,8 @@ def task_list(page: Json) -> list[RenderableType]:
     return [table, r.footer(page, "tasks")]
 
 
-def task_detail(task: Json) -> Table:
+def task_detail(task: Json, names: dict[int, str] | None = None) -> Table:
+    """A task's fields; ``names`` (id -> name) shows its dependencies by name."""
     now = r.now()
     timeout = task.get("timeout_seconds")
     rows: list[tuple[str, RenderableType]] = [
@@ -60,7 +62,7 @@ def task_detail(task: Json) -> Table:
         ("timeout", r.duration(timeout) if timeout else "- (server default)"),
         ("concurrency", task["concurrency_policy"]),
         ("misfire", task["misfire_policy"]),
-        ("depends on", r.plain(task.get("dependencies"))),
+        ("depends on", Text(_dependencies(task.get("dependencies") or [], names or {}))),
         ("tags", r.plain(task.get("tags"))),
         ("metadata", Text(r.plain(task.get("metadata")))),
         ("environment", Text(" ".join(sorted(task.get("environment") or {})) or "-")),
@@ -94,14 +96,47 @@ def _limits(task: Json) -> str:
     return ", ".join(parts) or "-"
 
 
-def fire_times(data: Json) -> Table:
-    table = r.columns("#", "FIRE TIME (UTC)", "IN")
+UTC_NAMES = frozenset(
+    {"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu"}
+    | {"GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "Etc/Greenwich", "Greenwich"}
+)
+
+
+def fire_times(
+    data: Json, task_zone: tuple[tzinfo, str] | None = None, local: tuple[tzinfo, str] | None = None
+) -> Table:
+    """Fire times in the task's zone and the operator's local zone (when given), and UTC.
+
+    A zone that is UTC under another name, or the same zone twice, gets no column.
+    """
+    zones: list[tuple[tzinfo, str]] = []
+    headers: list[str] = []
+    for label, zone in (("TASK ZONE", task_zone), ("LOCAL", local)):
+        if zone is None or zone[1] in UTC_NAMES or zone[1] in (z[1] for z in zones):
+            continue
+        zones.append(zone)
+        headers.append(f"{label} ({zone[1]})")
+    table = r.columns("#", *headers, "UTC", "IN")
     now = r.now()
     for index, moment in enumerate(data["times"], start=1):
-        table.add_row(str(index), r.timestamp(moment), r.relative(moment, now))
+        instant = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        shown = [zoned_text(instant.astimezone(zone)) for zone, _ in zones]
+        table.add_row(str(index), *shown, r.timestamp(moment), r.relative(moment, now))
     if not data["times"]:
-        table.add_row("-", "no fire times (no schedule)", "")
+        table.add_row("-", *([""] * len(zones)), "no fire times (no schedule)", "")
     return table
+
+
+def zoned_text(moment: datetime) -> str:
+    """``2025-03-30 03:00:00 +02:00 CEST``: wall time, UTC offset, zone abbreviation."""
+    offset = moment.isoformat()[19:]  # "+02:00" (seconds too for historic LMT offsets)
+    return f"{moment:%Y-%m-%d %H:%M:%S} {offset} {moment.tzname()}"
+
+
+def _dependencies(ids: list[int], names: dict[int, str]) -> str:
+    if not ids:
+        return "-"
+    return ", ".join(f"{names[i]} ({i})" if i in names else str(i) for i in ids)
 
 
 # -- runs -----------------------------------------------------------------------------

@@ -21,7 +21,9 @@ from schedd import __version__
 SIGNS = {"created": ("+", "green"), "changed": ("~", "yellow"), "deleted": ("-", "red")}
 
 
-def plan_view(summary: dict[str, Any]) -> list[RenderableType]:
+def plan_view(summary: dict[str, Any], *, list_kept: bool = True) -> list[RenderableType]:
+    """The plan, a line per task; the server's tasks the file does not name are one
+    summary line unless ``list_kept``."""
     counts = [
         f"{len(summary['created'])} to create",
         f"{len(summary['changed'])} to change",
@@ -38,7 +40,18 @@ def plan_view(summary: dict[str, Any]) -> list[RenderableType]:
         lines.append(Text(f"  = unchanged {name}", style="dim"))
     for name in summary["deleted"]:
         lines.append(Text(f"  - delete    {name}", style="red"))
-    for name in summary["not_in_file"]:
+    kept = summary["not_in_file"]
+    if kept and not list_kept:
+        many = f"{len(kept)} other tasks" if len(kept) != 1 else "1 other task"
+        lines.append(
+            Text(
+                f"  ? keep      {many} on the server, not in the file (-v lists them, "
+                "--prune deletes them)",
+                style="dim",
+            )
+        )
+        return lines
+    for name in kept:
         lines.append(
             Text(f"  ? keep      {name} (not in the file; --prune deletes it)", style="dim")
         )
@@ -67,6 +80,10 @@ def apply(
         str | None,
         typer.Option("--tag", metavar="TAG", help="With --prune: only delete tasks with this tag."),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="List each server task the file does not name."),
+    ] = False,
     output: OutputOpt = None,
 ) -> None:
     """Make the tasks match a task file (TOML): show the plan, then apply it.
@@ -82,7 +99,8 @@ def apply(
     plan = taskset.plan(cli.client, str(file), desired, prune=prune, tag=tag)
     as_json = cli.json(output)
     if not as_json:
-        render.print_all(cli.env, plan_view(plan.summary(applied=False)))
+        summary = plan.summary(applied=False)
+        render.print_all(cli.env, plan_view(summary, list_kept=verbose or prune))
     if dry_run or plan.empty:
         if as_json:
             cli.env.write(render.to_json(plan.summary(applied=False)))

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from schedctl import completion
 from schedctl.render import Output
 
 OutputOpt = Annotated[
@@ -23,7 +24,18 @@ SizeOpt = Annotated[
     int, typer.Option("--size", metavar="N", min=1, max=500, help="Items per page (at most 500).")
 ]
 TaskRef = Annotated[
-    str, typer.Argument(metavar="TASK", help="Task id or name.", show_default=False)
+    str,
+    typer.Argument(
+        metavar="TASK",
+        help="Task id or name.",
+        show_default=False,
+        autocompletion=completion.task_names,
+    ),
 ]
-RunId = Annotated[int, typer.Argument(metavar="RUN", help="Run id.", show_default=False)]
+RunId = Annotated[
+    int,
+    typer.Argument(
+        metavar="RUN", help="Run id.", show_default=False, autocompletion=completion.run_ids
+    ),
+]
 WorkerId = Annotated[str, typer.Argument(metavar="WORKER", help="Worker id.", show_default=False)]

@@ -14,6 +14,7 @@ from schedctl.commands.common import OutputOpt
 from schedctl.context import Cli
 from schedctl.exits import ExitStatus
 from schedctl.render import Output
+from schedctl.views import zoned_text
 from schedd import cron
 
 # The input (expression, zone, --after) is invalid. Reported here rather than raised,
@@ -86,14 +87,8 @@ def next_fire_times(
         return
     table = render.columns("#", f"LOCAL TIME ({tz})", "UTC", title=f"{expression} ({tz})")
     for index, (fire, moment) in enumerate(zip(fires, local, strict=True), start=1):
-        table.add_row(str(index), _local_text(moment), _utc_text(fire))
+        table.add_row(str(index), zoned_text(moment), _utc_text(fire))
     if isinstance(root, Cli):
         root.show(table, lambda t: t, Output.table)
     else:
         Console(highlight=False).print(table)
-
-
-def _local_text(moment: datetime) -> str:
-    """``2025-03-30 03:00:00 +02:00 CEST``: wall time, UTC offset, zone abbreviation."""
-    offset = moment.isoformat()[19:]  # "+02:00" (seconds too for historic LMT offsets)
-    return f"{moment:%Y-%m-%d %H:%M:%S} {offset} {moment.tzname()}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -37,7 +39,10 @@ from schedctl.commands.taskfields import (
     task_body,
 )
 from schedctl.context import Cli, UsageProblem
+from schedctl.render import Output
 from schedctl.waiting import wait_for_run
+from schedctl.zones import local_zone
+from schedd.errors import NotFound
 
 app = typer.Typer(help="Define, inspect, trigger, pause and resume tasks.", no_args_is_help=True)
 
@@ -121,7 +126,19 @@ def create(
     for warning in task.get("warnings", []):
         cli.warn(warning)
     cli.say(f"created task {task['id']} ({task['name']})", output)
-    cli.show(task, views.task_detail, output)
+    _show_task(cli, task, output)
+
+
+def _show_task(cli: Cli, task: dict[str, Any], output: Output | None) -> None:
+    """A task as a table with its dependencies by name (JSON: the API's, by id)."""
+    names: dict[int, str] = {}
+    if not cli.json(output):
+        for dependency in task.get("dependencies") or []:
+            try:
+                names[dependency] = cli.client.get_task(str(dependency))["name"]
+            except NotFound:  # deleted meanwhile (forced): shown by id
+                continue
+    cli.show(task, partial(views.task_detail, names=names), output)
 
 
 @app.command("list")
@@ -160,7 +177,7 @@ def list_(
 def show(ctx: typer.Context, task: TaskRef, output: OutputOpt = None) -> None:
     """Show a task."""
     cli = Cli.of(ctx)
-    cli.show(cli.client.get_task(task), views.task_detail, output)
+    _show_task(cli, cli.client.get_task(task), output)
 
 
 @app.command()
@@ -265,7 +282,7 @@ def update(
         raise UsageProblem("nothing to change: give at least one field flag (see --help)")
     updated = cli.client.update_task(task, body)
     cli.say(f"updated task {updated['id']} ({updated['name']})", output)
-    cli.show(updated, views.task_detail, output)
+    _show_task(cli, updated, output)
 
 
 @app.command()
@@ -390,6 +407,16 @@ def next_(
     count: Annotated[int, typer.Option("-n", "--count", min=1, max=100, help="How many.")] = 5,
     output: OutputOpt = None,
 ) -> None:
-    """Show a task's next fire times."""
+    """Show a task's next fire times, in its time zone, in local time and in UTC."""
     cli = Cli.of(ctx)
-    cli.show(cli.client.next_fire_times(task, count), views.fire_times, output)
+    times = cli.client.next_fire_times(task, count)
+    if cli.json(output):
+        cli.show(times, views.fire_times, output)
+        return
+    zone_name = cli.client.get_task(task)["timezone"]
+    view = partial(
+        views.fire_times,
+        task_zone=(ZoneInfo(zone_name), zone_name),
+        local=local_zone(cli.env.environ),
+    )
+    cli.show(times, view, output)

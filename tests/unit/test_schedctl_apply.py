@@ -90,6 +90,24 @@ def test_prune_deletes_what_the_file_no_longer_names(cli: Cli, tmp_path: Path) -
     assert [t["name"] for t in cli.json("task", "list")["items"]] == ["extract"]
 
 
+def test_unrelated_server_tasks_are_one_line_unless_verbose_or_prune(
+    cli: Cli, tmp_path: Path
+) -> None:
+    for name in ("other-1", "other-2", "other-3"):
+        cli("task", "create", name, "true")
+    path = write(tmp_path, TASKS)
+    plan = cli("apply", "-f", path, "--dry-run").stdout
+    kept = [line for line in plan.splitlines() if "? keep" in line]
+    assert kept == [
+        "  ? keep      3 other tasks on the server, not in the file (-v lists them, --prune "
+        "deletes them)"
+    ]
+    verbose = cli("apply", "-f", path, "--dry-run", "-v").stdout
+    assert "  ? keep      other-2 (not in the file; --prune deletes it)" in verbose
+    pruning = cli("apply", "-f", path, "--dry-run", "--prune", "--tag", "none").stdout
+    assert "  ? keep      other-1 (not in the file; --prune deletes it)" in pruning
+
+
 def test_a_paused_task_stays_paused_unless_the_file_says_otherwise(
     cli: Cli, tmp_path: Path
 ) -> None:

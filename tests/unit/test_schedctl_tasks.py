@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -185,6 +188,39 @@ def test_next_lists_fire_times(cli: Cli) -> None:
     cli("task", "create", "t", "true", "--schedule", "0 0 12 * * *")
     times = cli.json("task", "next", "t", "-n", "3")["times"]
     assert len(times) == 3 and all(t.endswith("T12:00:00Z") for t in times)
+
+
+def test_next_shows_the_task_zone_local_time_and_utc(cli: Cli) -> None:
+    cli("task", "create", "t", "true", "--schedule", "0 30 2 * * *", "--tz", "Europe/Berlin")
+    times = cli.json("task", "next", "t", "-n", "2")["times"]
+    lines = cli("task", "next", "t", "-n", "2", env={"TZ": "America/New_York"}).stdout
+    header, first = lines.splitlines()[:2]
+    assert header.split() == [
+        "#", "TASK", "ZONE", "(Europe/Berlin)", "LOCAL", "(America/New_York)", "UTC", "IN"
+    ]  # fmt: skip
+    utc = datetime.fromisoformat(times[0].replace("Z", "+00:00"))
+    berlin = utc.astimezone(ZoneInfo("Europe/Berlin"))
+    new_york = utc.astimezone(ZoneInfo("America/New_York"))
+    assert f"{berlin:%Y-%m-%d} 02:30:00 {berlin:%z}"[:-2] in first
+    assert f"{new_york:%Y-%m-%d %H:%M:%S} {new_york.tzname()}"[:10] in first
+    assert new_york.tzname() in first and berlin.tzname() in first
+    assert f"{utc:%Y-%m-%d %H:%M:%S}Z" in first
+    # The operator in the task's zone, or in UTC, gets no repeated column.
+    same = cli("task", "next", "t", "-n", "1", env={"TZ": "Europe/Berlin"}).stdout
+    assert same.splitlines()[0].split() == ["#", "TASK", "ZONE", "(Europe/Berlin)", "UTC", "IN"]
+    utc_only = cli("task", "create", "u", "true", "--schedule", "@daily")
+    assert utc_only.exit_code == 0
+    header = cli("task", "next", "u", "-n", "1", env={"TZ": "UTC"}).stdout.splitlines()[0]
+    assert header.split() == ["#", "UTC", "IN"]
+
+
+def test_show_lists_dependencies_by_name(cli: Cli) -> None:
+    cli("task", "create", "extract", "true")
+    cli("task", "create", "load", "true")
+    cli("task", "create", "report", "true", "--depends-on", "extract", "--depends-on", "load")
+    shown = cli("task", "show", "report").stdout
+    assert re.search(r"depends on\s+extract \(1\), load \(2\)\n", shown), shown
+    assert cli.json("task", "show", "report")["dependencies"] == [1, 2]  # JSON: the API's
 
 
 def test_debug_shows_the_traceback(cli: Cli) -> None:
