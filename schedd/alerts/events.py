@@ -468,3 +468,49 @@ def scan_absent(session: Session, rules: Sequence[TaskRules], now: datetime) -> 
             )
         )
     return record(session, found, now)
+
+
+def missed_events(
+    session: Session, settings: NotifySettings, fires: Sequence[Any], now: datetime
+) -> int:
+    """Record a ``missed`` event for each fire (``schedd.scheduler.fire.TaskFire``) that
+    missed fire times, for tasks whose rules ask for it; keyed by the due time the fire
+    consumed, which only one scheduler ever consumes."""
+    missing = [f for f in fires if f.decision.missed and f.due_from is not None]
+    if not missing:
+        return 0
+    default = parse_rules(settings.default)
+    rows = session.execute(
+        sa.select(tasks.c.id, tasks.c.notify).where(tasks.c.id.in_([f.task_id for f in missing]))
+    ).all()
+    channels: dict[int, list[str]] = {}
+    for row in rows:
+        try:
+            channels[row.id] = effective(row.notify, default).channels("missed")
+        except ValueError:
+            continue
+    found = [
+        NewEvent(
+            f"missed:{fire.task_id}:{_iso(fire.due_from)}",
+            "missed",
+            fire.task_id,
+            None,
+            {
+                "task": {"id": fire.task_id, "name": fire.name},
+                "missed": fire.decision.missed,
+                "dropped": fire.decision.dropped,
+                "misfire_policy": fire.misfire_policy,
+                "reason": (
+                    f"{fire.decision.missed} fire time(s) late or dropped since"
+                    f" {_iso(fire.due_from)} (misfire_policy {fire.misfire_policy},"
+                    f" {fire.decision.dropped} without a run)"
+                ),
+                "host": socket.gethostname(),
+                "logs_command": f"schedctl task runs {fire.task_id}",
+            },
+            channels[fire.task_id],
+        )
+        for fire in missing
+        if channels.get(fire.task_id)
+    ]
+    return record(session, found, now)

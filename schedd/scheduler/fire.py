@@ -57,6 +57,7 @@ class TaskFire:
     misfire_policy: str
     decision: FireDecision
     exact: bool  # False when the backlog was too long to count exactly
+    due_from: datetime | None = None  # the task's next_run_at this fire consumed
 
 
 @dataclass
@@ -215,7 +216,11 @@ def fire_due(
         advances.append(
             {"b_id": task.id, "b_old": task.next_run_at, "b_next": next_run_at, "b_last": last}
         )
-        result.fires.append(TaskFire(task.id, task.name, task.misfire_policy, decision, exact))
+        result.fires.append(
+            TaskFire(
+                task.id, task.name, task.misfire_policy, decision, exact, due_from=task.next_run_at
+            )
+        )
     result.runs = store.insert_fires(session, rows)
     result.created_at = created_at
     _replace(session, result, created_at)

@@ -292,6 +292,7 @@ class Scheduler:
     ) -> None:
         """Report and publish a committed fire batch."""
         fire.report(result)
+        self._alert_missed(result)
         messages = result.messages
         report.fired += len(messages)
         report.skipped += len(result.runs) - len(messages)
@@ -301,6 +302,22 @@ class Scheduler:
             self._publish(report, messages)
         if last:
             report.more_due = result.full
+
+    def _alert_missed(self, result: fire.FireResult) -> None:
+        """Record ``missed`` alert events for this committed batch (its own small
+        transaction, only when times were missed and channels are configured; a
+        failure is logged, never a failed fire)."""
+        if not self.settings.notify.channels or not any(f.decision.missed for f in result.fires):
+            return
+        from schedd.alerts.events import missed_events
+
+        try:
+            with self.db.session() as session:
+                missed_events(
+                    session, self.settings.notify, result.fires, result.created_at or utcnow()
+                )
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not record missed-fire alerts: %s", first_line(exc))
 
     def _release(self, report: PassReport, now: datetime | None) -> None:
         with self.db.session() as session:

@@ -9,6 +9,7 @@ import pytest
 
 from schedd.alerts.notifier import Notifier
 from schedd.db import Database
+from schedd.scheduler.passes import Scheduler
 from tests.alertkit import SECRET, SECRET_ENV, Receiver, add_ended_runs, hook, notify_settings
 from tests.scheduler_support import add_run, at, new_task
 
@@ -99,3 +100,47 @@ def test_absent_by_grace_fires_for_a_paused_nightly_task(db: Database, receiver:
     body = receiver.messages()[0].json
     assert body["status"] == "paused"
     assert "grace 2h" in body["reason"]
+
+
+def test_missed_fire_times_are_one_alert_per_fire(db: Database, receiver: Receiver) -> None:
+    settings = notify_settings({"hook": hook(receiver.url)})
+    new_task(
+        db,
+        "minutely",
+        schedule="0 * * * * *",
+        now=at(-3600),
+        misfire_policy="skip",
+        notify={"missed": ["hook"]},
+    )
+    new_task(db, "quiet", schedule="0 * * * * *", now=at(-3600), misfire_policy="skip")
+    scheduler = Scheduler(db, None, settings, rand=lambda: 0.0)
+
+    scheduler.run_pass(at(0))
+    scheduler.run_pass(at(1))
+    Notifier(db, settings).run_pass(at(2))
+
+    assert events(receiver) == [("missed", "minutely")]
+    body = receiver.messages()[0].json
+    # 60 due minutes; the last two are within misfire_grace_seconds (60 s).
+    assert body["missed"] == 58 and body["misfire_policy"] == "skip"
+
+
+def test_absent_fires_when_no_worker_serves_the_task(db: Database, receiver: Receiver) -> None:
+    settings = notify_settings({"hook": hook(receiver.url)})
+    new_task(
+        db,
+        "orphan",
+        schedule="0 */10 * * * *",
+        now=at(-3600),
+        task_type="gpu",
+        notify={"absent": ["hook"], "grace": "15m"},
+    )
+    scheduler = Scheduler(db, None, settings, rand=lambda: 0.0)
+    alerts = Notifier(db, settings)
+
+    for minute in range(-50, 1, 10):  # the scheduler fires; nothing ever claims the runs
+        scheduler.run_pass(at(minute * 60))
+        alerts.run_pass(at(minute * 60 + 1))
+
+    assert events(receiver) == [("absent", "orphan")]
+    assert "grace 15m" in receiver.messages()[0].json["reason"]
