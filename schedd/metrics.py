@@ -15,9 +15,10 @@ Two kinds:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlmodel import col
 
+from schedd.alerts.rules import duration_seconds
 from schedd.db import Database
 from schedd.errors import first_line
 from schedd.models import (
@@ -154,6 +156,21 @@ class DatabaseCollector(Collector):
             "scheduler_workers", "Registered workers, by status.", labels=["status"]
         )
         task_count = GaugeMetricFamily("scheduler_tasks", "Tasks, by status.", labels=["status"])
+        last_success = GaugeMetricFamily(
+            "scheduler_task_last_success_timestamp_seconds",
+            "When the task's newest completed run ended (Unix time); absent if none.",
+            labels=["task"],
+        )
+        last_failure = GaugeMetricFamily(
+            "scheduler_task_last_failure_timestamp_seconds",
+            "When the task's newest failed, timed out or lost run ended (Unix time).",
+            labels=["task"],
+        )
+        expected = GaugeMetricFamily(
+            "scheduler_task_expected_interval_seconds",
+            "The task's notify expect_every (the dead-man's switch period), if set.",
+            labels=["task"],
+        )
         since = utcnow() - RECENT_WINDOW
         by_executor = (
             sa.select(runs.c.status, tasks.c.executor, sa.func.count())
@@ -174,6 +191,7 @@ class DatabaseCollector(Collector):
             )
             seen_workers = _counts(conn, col(Worker.status))
             seen_tasks = _counts(conn, col(Task.status))
+            outcomes = conn.execute(_last_outcomes(tasks, runs)).all()
         for status, executor, n in seen_active:
             active.add_metric([status, executor], float(n))
         for status, executor, n in seen_recent:
@@ -184,7 +202,43 @@ class DatabaseCollector(Collector):
             workers.add_metric([status.value], float(seen_workers.get(status.value, "0")))
         for status in TaskStatus:
             task_count.add_metric([status.value], float(seen_tasks.get(status.value, "0")))
-        return [active, recent, depth, workers, task_count]
+        for name, notify, success, failure in outcomes:
+            if success is not None:
+                last_success.add_metric([name], _timestamp(success))
+            if failure is not None:
+                last_failure.add_metric([name], _timestamp(failure))
+            every = (notify or {}).get("expect_every")
+            if every is not None:
+                with contextlib.suppress(ValueError):
+                    expected.add_metric([name], duration_seconds(every))
+        return [active, recent, depth, workers, task_count, last_success, last_failure, expected]
+
+
+def _last_outcomes(tasks: sa.Table, runs: sa.Table) -> sa.Select[Any]:
+    """Per task: name, notify rules, newest completion, newest failure (one index
+    probe each on (task_id, status, completed_at))."""
+
+    def newest(*statuses: RunStatus) -> sa.ScalarSelect[Any]:
+        return (
+            sa.select(sa.func.max(runs.c.completed_at))
+            .where(runs.c.task_id == tasks.c.id, runs.c.status.in_([s.value for s in statuses]))
+            .scalar_subquery()
+        )
+
+    return sa.select(
+        tasks.c.name,
+        tasks.c.notify,
+        newest(RunStatus.completed),
+        newest(RunStatus.failed, RunStatus.timeout, RunStatus.lost),
+    )
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, str):  # SQLite answers an aggregate of a typed column as text
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return float(value.timestamp())
 
 
 def database_registry(db: Database) -> CollectorRegistry:
