@@ -104,12 +104,18 @@ def _healthy(url: str) -> bool:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    yield from _daemon(tmp_path, ["--role", "api"])
+
+
+def _daemon(
+    tmp_path: Path, roles: list[str], extra: dict[str, str] | None = None
+) -> Iterator[Daemon]:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     port = _free_port()
-    env = isolated_env(tmp_path, {"API_PORT": str(port)})
+    env = isolated_env(tmp_path, {"API_PORT": str(port), **(extra or {})})
     proc = subprocess.Popen(
-        schedd("run", "--role", "api"),
+        schedd("run", *roles),
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -233,3 +239,62 @@ def test_postgresql_start_without_a_jwt_secret_stops_with_one_line(
     assert len(errors) == 1, result.stderr
     assert "auth.jwt_secret" in errors[0] and "JWT_SECRET" in errors[0]
     assert "Traceback" not in result.stderr
+
+
+# The seed's python task needs these beside it: a script that reads its --input.
+PROCESS_DATA = """\
+import argparse, csv
+parser = argparse.ArgumentParser()
+parser.add_argument("--input", required=True)
+rows = list(csv.DictReader(open(parser.parse_args().input, encoding="utf-8")))
+print(f"processed {len(rows)} rows, total {sum(int(r['amount']) for r in rows)}")
+"""
+
+
+def seed_task() -> dict[str, object]:
+    """The seed's Task example (its data model section), as written."""
+    if not SEED.exists():
+        pytest.skip(f"seed not found at {SEED}")
+    text = SEED.read_text(encoding="utf-8")
+    block = text.split("### Task", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    task: dict[str, object] = json.loads(block)
+    return task
+
+
+@pytest.fixture
+def full_daemon(tmp_path: Path) -> Iterator[Daemon]:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "process_data.py").write_text(PROCESS_DATA)
+    (jobs / "data.csv").write_text("day,amount\n1,10\n2,32\n")
+    yield from _daemon(tmp_path, [], {"SCHEDD_WORKER__WORKING_DIRECTORY": str(jobs)})
+
+
+@pytest.mark.slow
+def test_the_seed_s_python_task_posted_as_written_completes(full_daemon: Daemon) -> None:
+    """The seed's Task JSON (read-only fields and all) through the seed's create command,
+    then the seed's trigger command: an all-roles schedd runs `python process_data.py
+    --input data.csv` and the run completes with the script's output."""
+    task = seed_task()
+    assert task["command"] == "python process_data.py" and task["id"] == 1
+    create = SEED_COMMANDS[1]
+    body = create[create.index("-d '") + 4 : -1]
+    status, created = _curl(full_daemon, create.replace(body, json.dumps(task)))
+    assert status == 201, created
+    created_task = json.loads(created)
+    assert created_task["warnings"] == []  # the script is where the worker looks
+    assert created_task["name"] == task["name"] and created_task["arguments"] == task["arguments"]
+    status, triggered = _curl(full_daemon, SEED_COMMANDS[4])  # .../api/tasks/1/trigger
+    assert status == 202, triggered
+    run_id = json.loads(triggered)["id"]
+    url = f"http://127.0.0.1:{full_daemon.port}/api/runs/{run_id}"
+    headers = {"Authorization": f"Bearer {full_daemon.token}"}
+    finished: dict[str, object] = {}
+
+    def ended() -> bool:
+        finished.update(httpx.get(url, headers=headers, timeout=5).json())
+        return finished["status"] not in ("pending", "running")
+
+    assert wait_until(ended, 60), finished
+    assert (finished["status"], finished["exit_code"]) == ("completed", 0), finished
+    assert finished["result"] == "processed 2 rows, total 42\n"
