@@ -35,11 +35,13 @@ class Cluster:
         self.db = create_database(url)
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, role: str, **env: str) -> subprocess.Popen[bytes]:
+    def start(self, role: str, *more: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start ``schedd run`` with ``role`` (and the ``more`` roles)."""
         log = (self.home / f"{role}-{len(self.procs)}.log").open("wb")
         extra = {"DATABASE_URL": self.url, **FAST, **env}
+        roles = [arg for name in (role, *more) for arg in ("--role", name)]
         process = subprocess.Popen(
-            proc.schedd("run", "--role", role),
+            proc.schedd("run", *roles),
             env=proc.isolated_env(self.home, extra),
             cwd=self.home,
             stdout=log,

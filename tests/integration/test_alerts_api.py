@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from schedd.alerts.notifier import Notifier
-from schedd.db import Database, create_database
+from schedd.db import create_database
 from tests.alertkit import SECRET, SECRET_ENV, Receiver, add_ended_runs, free_port, hook
 from tests.apikit import ApiEnv, api_env, task_body
 from tests.schedctlkit import Cli, migrated_sqlite, one_line
@@ -151,14 +151,16 @@ def test_schedctl_notify_in_direct_mode(tmp_path: Path, receiver: Receiver) -> N
     assert deliveries["items"] == []
 
 
-def test_notifier_runs_in_api_and_scheduler_processes_only(db: Database) -> None:
+def test_notifier_runs_in_api_and_scheduler_processes_only(tmp_path: Path) -> None:
     from schedd.daemon import Context, start_notifier, stop_notifier
     from tests.alertkit import notify_settings
     from tests.apikit import RecordingBroker
 
+    db = create_database(migrated_sqlite(tmp_path / "sched.db"))
     settings = notify_settings({"hook": hook("http://127.0.0.1:9/x")})
     ctx = Context(settings=settings, db=db, broker=RecordingBroker())
     assert start_notifier(ctx, ["worker"]) is None
     running = start_notifier(ctx, ["api"])
     assert running is not None
     stop_notifier(running)
+    db.dispose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from tests.alertkit import (
     hook,
     notify_settings,
 )
+from tests.schedctlkit import migrated_sqlite
 from tests.scheduler_support import NOW, at, new_task
 
 events_table = NotifyEvent.__table__  # type: ignore[attr-defined]
@@ -39,6 +41,14 @@ def receiver() -> Iterator[Receiver]:
     started = Receiver().start()
     yield started
     started.stop()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    """For tests whose SQL the two-backend tests here already cover."""
+    database = create_database(migrated_sqlite(tmp_path / "sched.db"))
+    yield database
+    database.dispose()
 
 
 def notifier(db: Database, receiver: Receiver, **notify: object) -> Notifier:
@@ -143,7 +153,10 @@ def test_a_storm_is_at_most_max_per_minute_messages_and_a_digest_counts_the_rest
     assert states == {"digested": 1000 - len(singles), "sent": len(messages)}
 
 
-def test_a_webhook_to_a_private_address_needs_http_allow(db: Database, receiver: Receiver) -> None:
+def test_a_webhook_to_a_private_address_needs_http_allow(
+    sqlite_db: Database, receiver: Receiver
+) -> None:
+    db = sqlite_db
     task_id = new_task(db, "t", notify={"failed": ["hook"]})
     add_ended_runs(db, task_id, 1, status="failed", at=at(0))
     alerts = notifier(db, receiver, http_allow=[])
@@ -193,8 +206,9 @@ def test_two_notifiers_send_one_alert_per_event(pg_url: str, receiver: Receiver)
 
 
 def test_rules_come_from_notify_default_unless_the_task_says_otherwise(
-    db: Database, receiver: Receiver
+    sqlite_db: Database, receiver: Receiver
 ) -> None:
+    db = sqlite_db
     loud = new_task(db, "loud")
     quiet = new_task(db, "quiet", notify={"failed": []})
     add_ended_runs(db, loud, 1, status="failed", at=at(0))

@@ -4,14 +4,25 @@ long_running, and absent (the dead-man's switch) by expect_every and by grace.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from schedd.alerts.notifier import Notifier
-from schedd.db import Database
+from schedd.db import Database, create_database
 from schedd.scheduler.passes import Scheduler
 from tests.alertkit import SECRET, SECRET_ENV, Receiver, add_ended_runs, hook, notify_settings
+from tests.schedctlkit import migrated_sqlite
 from tests.scheduler_support import add_run, at, new_task
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """SQLite only: the SQL these tests reach is covered on both backends by
+    test_alerts_delivery.py; this keeps the suite's time down."""
+    database = create_database(migrated_sqlite(tmp_path / "sched.db"))
+    yield database
+    database.dispose()
 
 
 @pytest.fixture(autouse=True)

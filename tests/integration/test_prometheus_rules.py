@@ -6,17 +6,28 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from schedd.db import Database
+from schedd.db import Database, create_database
 from schedd.metrics import database_registry, exposition
 from tests import services
 from tests.alertkit import add_ended_runs
+from tests.schedctlkit import migrated_sqlite
 from tests.scheduler_support import at, new_task
 
 RULES = Path(__file__).resolve().parents[2] / "etc" / "prometheus"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """SQLite only: the SQL these tests reach is covered on both backends by
+    test_alerts_delivery.py; this keeps the suite's time down."""
+    database = create_database(migrated_sqlite(tmp_path / "sched.db"))
+    yield database
+    database.dispose()
 
 
 def family(name: str) -> str:
