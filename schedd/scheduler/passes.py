@@ -384,6 +384,8 @@ class Scheduler:
         for days, table, what in (
             (cfg.system_logs_days, retention.system_logs, "system event(s)"),
             (cfg.audit_days, retention.audit_log, "audit entries"),
+            (cfg.system_logs_days, retention.notify_deliveries, "alert deliveries"),
+            (cfg.system_logs_days, retention.notify_events, "alert events"),
         ):
             if days <= 0:
                 continue

@@ -33,7 +33,14 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from schedd.db import Database
-from schedd.models import TERMINAL_RUN_STATUSES, AuditEntry, SystemLog, TaskRun
+from schedd.models import (
+    TERMINAL_RUN_STATUSES,
+    AuditEntry,
+    NotifyDelivery,
+    NotifyEvent,
+    SystemLog,
+    TaskRun,
+)
 
 RUN_BATCH = 200
 EVENT_BATCH = 1000
@@ -44,6 +51,9 @@ TIME_BUDGET = 2.0
 runs: sa.Table = TaskRun.__table__  # type: ignore[attr-defined]
 system_logs: sa.Table = SystemLog.__table__  # type: ignore[attr-defined]
 audit_log: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
+# Alerts go with system events (retention.system_logs_days), deliveries first.
+notify_deliveries: sa.Table = NotifyDelivery.__table__  # type: ignore[attr-defined]
+notify_events: sa.Table = NotifyEvent.__table__  # type: ignore[attr-defined]
 
 
 def old_runs(cutoff: datetime, batch: int) -> sa.Select[Any]:
@@ -78,11 +88,13 @@ def purge_runs(
 
 
 def old_events(table: sa.Table, cutoff: datetime, batch: int) -> sa.Select[Any]:
-    """The ids of up to ``batch`` rows of ``table`` stamped before ``cutoff``."""
+    """The ids of up to ``batch`` rows of ``table`` stamped (``time``, else
+    ``created_at``) before ``cutoff``."""
+    stamp = table.c.time if "time" in table.c else table.c.created_at
     return (
         sa.select(table.c.id)
-        .where(table.c.time < cutoff)
-        .order_by(table.c.time)
+        .where(stamp < cutoff)
+        .order_by(stamp)
         .limit(batch)
         .with_for_update(skip_locked=True)
     )

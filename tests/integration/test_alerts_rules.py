@@ -4,13 +4,19 @@ long_running, and absent (the dead-man's switch) by expect_every and by grace.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from schedd.alerts.events import NewEvent, record
 from schedd.alerts.notifier import Notifier
 from schedd.db import Database, create_database
+from schedd.models import NotifyDelivery, NotifyEvent
+from schedd.scheduler import passes
 from schedd.scheduler.passes import Scheduler
+from schedd.types import utcnow
 from tests.alertkit import SECRET, SECRET_ENV, Receiver, add_ended_runs, hook, notify_settings
 from tests.schedctlkit import migrated_sqlite
 from tests.scheduler_support import add_run, at, new_task
@@ -155,3 +161,22 @@ def test_absent_fires_when_no_worker_serves_the_task(db: Database, receiver: Rec
 
     assert events(receiver) == [("absent", "orphan")]
     assert "grace 15m" in receiver.messages()[0].json["reason"]
+
+
+def test_old_alerts_go_with_the_system_events(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = new_task(db, "t", schedule=None)
+    old, recent = utcnow() - timedelta(days=20), utcnow() - timedelta(days=1)
+    with db.session() as session:
+        for key, when in (("old", old), ("recent", recent)):
+            record(session, [NewEvent(key, "failed", task_id, None, {}, ["hook"])], when)
+    monkeypatch.setattr(passes, "RETENTION_FIRST_DELAY", 0.0)
+    settings = notify_settings({"hook": hook("http://127.0.0.1:9/")})
+
+    Scheduler(db, None, settings, rand=lambda: 0.0).run_pass()
+
+    with db.session() as session:
+        keys = session.execute(sa.select(NotifyEvent.key)).scalars().all()
+        deliveries = session.execute(sa.select(sa.func.count()).select_from(NotifyDelivery))
+        assert keys == ["recent"] and deliveries.scalar_one() == 1
