@@ -374,6 +374,7 @@ class WorkerSettings(Section):
 class ObservabilitySettings(Section):
     metrics_enabled: bool = True
     tracing_enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318"
     log_level: str = "info"
     log_format: Annotated[Literal["text", "json"], Lowered] = "text"
     metrics_auth: bool = False
@@ -384,6 +385,18 @@ class ObservabilitySettings(Section):
     @classmethod
     def _valid_directives(cls, value: str) -> str:
         parse_directives(value)  # the parser the log setup uses, so both accept the same
+        return value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _valid_otlp_endpoint(cls, value: str) -> str:
+        value = value.strip()
+        scheme, _, rest = value.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
+            raise ValueError(
+                f"not an http(s) URL: {value!r} (an OTLP/HTTP collector, e.g. "
+                "'http://127.0.0.1:4318'; spans go to its /v1/traces)"
+            )
         return value
 
     @field_validator("metrics_listen")

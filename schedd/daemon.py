@@ -169,6 +169,15 @@ class Daemon:
         hardening.make_undumpable()
         # Configuration the roles cannot start with stops the start before any work.
         preflight.check(settings, self.role_names)
+        if settings.observability.tracing_enabled:
+            from schedd import tracing  # OpenTelemetry is imported only when tracing is on
+
+            tracing.setup(
+                endpoint=settings.observability.otlp_endpoint,
+                service="schedd",
+                attributes={"sched.roles": ",".join(self.role_names)},
+                source=str(settings.source or "configuration"),
+            )
         hardening.protect_data_dir(settings.daemon.data_dir)
         db = open_database(settings)
         ctx = Context(settings=settings, db=db, broker=create_broker(settings, db))
@@ -229,6 +238,10 @@ class Daemon:
         if metrics is not None:  # after the roles: a drain can still be watched
             metrics.stop()
         log.info("stopped")
+        if settings.observability.tracing_enabled:
+            from schedd import tracing
+
+            tracing.shutdown()  # sends the spans still buffered
         systemlog.stop()
         ctx.db.dispose()
         return 0

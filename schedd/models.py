@@ -275,6 +275,8 @@ class TaskRun(SQLModel, table=True):
     # What the run cost: its cgroup's counters, or wait4 rusage without a cgroup.
     cpu_seconds: float | None = Field(default=None)
     max_rss_mb: float | None = Field(default=None)
+    # W3C traceparent of the span that created the run (tracing on), else None.
+    trace_context: str | None = Field(default=None, max_length=64)
     parent_run_id: int | None = Field(
         default=None,
         sa_column=sa.Column(

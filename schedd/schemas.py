@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -381,6 +382,8 @@ class RunRead(BaseModel):
     output_bytes: int
     cpu_seconds: float | None = None  # CPU time the run used (user + system)
     max_rss_mb: float | None = None  # its peak memory
+    # The W3C traceparent of the span that created the run (not shown: for the message).
+    _trace_context: str | None = PrivateAttr(default=None)
 
 
 class WorkerRead(BaseModel):

@@ -33,6 +33,7 @@ class Message:
     run_id: int
     priority: int  # Priority.rank: 0 low .. 3 critical
     task_type: str
+    traceparent: str | None = None  # W3C trace context (tracing on), carried as a header
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Delivery:
     run_id: int
     task_type: str
     receipt: Any = None
+    traceparent: str | None = None  # the message's W3C trace context, when it had one
 
 
 class Broker(ABC):

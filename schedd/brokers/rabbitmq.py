@@ -229,6 +229,7 @@ class RabbitMQBroker(Broker):
                 properties=pika.BasicProperties(
                     delivery_mode=pika.DeliveryMode.Persistent,
                     priority=max(0, min(MAX_PRIORITY - 1, message.priority)),
+                    headers={"traceparent": message.traceparent} if message.traceparent else None,
                 ),
                 mandatory=True,
             )
@@ -293,8 +294,15 @@ class RabbitMQBroker(Broker):
             def on_message(
                 channel: Any, method: Any, properties: Any, body: bytes, *, _t: str = task_type
             ) -> None:
+                headers = getattr(properties, "headers", None) or {}
+                trace = headers.get("traceparent")
                 session.buffer.append(
-                    Delivery(int(body), _t, _Receipt(session, method.delivery_tag))
+                    Delivery(
+                        int(body),
+                        _t,
+                        _Receipt(session, method.delivery_tag),
+                        trace if isinstance(trace, str) else None,
+                    )
                 )
 
             session.channel.basic_consume(queue, on_message, auto_ack=False)

@@ -154,7 +154,7 @@ class RedisBroker(Broker):
                 for message, target in zip(messages, targets, strict=True):
                     pipe.xadd(
                         target,
-                        {"run_id": str(message.run_id)},
+                        _fields(message.run_id, message.traceparent),
                         maxlen=self.maxlen,
                         approximate=True,
                     )
@@ -251,7 +251,10 @@ class RedisBroker(Broker):
     def _delivery(self, stream: str, entry_id: Any, fields: Any) -> Delivery:
         run_id = int(fields.get(b"run_id") or fields.get("run_id"))
         task_type = stream[len(self.namespace) + len(":runs:") :].rsplit(":", 1)[0]
-        return Delivery(run_id, task_type, (stream, _text(entry_id)))
+        trace = fields.get(b"traceparent") or fields.get("traceparent")
+        return Delivery(
+            run_id, task_type, (stream, _text(entry_id)), _text(trace) if trace else None
+        )
 
     def ack(self, delivery: Delivery) -> None:
         stream, entry_id = delivery.receipt
@@ -273,7 +276,10 @@ class RedisBroker(Broker):
             pipe = self.client.pipeline(transaction=False)
             if requeue:
                 pipe.xadd(
-                    stream, {"run_id": str(delivery.run_id)}, maxlen=self.maxlen, approximate=True
+                    stream,
+                    _fields(delivery.run_id, delivery.traceparent),
+                    maxlen=self.maxlen,
+                    approximate=True,
                 )
             pipe.xack(stream, GROUP, entry_id)
             pipe.xdel(stream, entry_id)
@@ -346,3 +352,11 @@ def _priority_of(delivery: Delivery) -> int:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _fields(run_id: int, traceparent: str | None) -> dict[Any, Any]:
+    """A stream entry: the run id, and its W3C trace context when it has one."""
+    fields: dict[Any, Any] = {"run_id": str(run_id)}
+    if traceparent:
+        fields["traceparent"] = traceparent
+    return fields

@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from schedd import tracing
 from schedd.models import RunStatus, TaskDependency, TaskStatus, Trigger
 from schedd.scheduler import store
 from schedd.scheduler.policies import decide_overlap
@@ -146,8 +147,13 @@ class Released:
     reason: str | None
 
 
-def release_dependents(session: Session, *, now: datetime) -> list[Released]:
+def release_dependents(
+    session: Session, *, now: datetime, dispatched: bool = False
+) -> list[Released]:
     """Create the dependency runs that are due, in the caller's transaction.
+
+    ``dispatched``: stamp ``dispatched_at`` in the insert (a broker that claims in the
+    database: the committed row is the hand-over, the publish only a hint).
 
     Insert first, cancel after (replace): if another scheduler released the same join
     first, our insert does nothing and so cancels nothing.
@@ -163,6 +169,11 @@ def release_dependents(session: Session, *, now: datetime) -> list[Released]:
             [release.scheduled_for], policy=task.concurrency_policy, active=active.get(task.id)
         )
         fire = fires[0]
+        span = None
+        if fire.runs:
+            span = tracing.start(
+                "scheduler.release", attributes={"sched.task_id": task.id, "sched.task": task.name}
+            )
         row = store.run_row(
             task,
             trigger=Trigger.dependency,
@@ -170,11 +181,16 @@ def release_dependents(session: Session, *, now: datetime) -> list[Released]:
             now=now,
             scheduled_for=release.scheduled_for,
             reason=fire.reason,
+            dispatched_at=now if dispatched and fire.runs else None,
+            trace_context=tracing.traceparent(span),
         )
         inserted = store.insert_fires(session, [row])
         if not inserted:
-            continue  # another scheduler released this join first
+            continue  # another scheduler released this join first (its span unsent)
         run = inserted[0]
+        if span is not None:
+            span.set("sched.run_id", run.id)
+            span.end()
         if cancel:
             store.cancel_active(
                 session,

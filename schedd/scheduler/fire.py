@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from schedd import cron
+from schedd import cron, tracing
 from schedd.brokers.base import Message
 from schedd.models import RunStatus, TaskStatus, Trigger
 from schedd.scheduler import dependencies, metrics, store
@@ -179,6 +179,7 @@ def fire_due(
     created_at = created_at or utcnow()
     rows: list[dict[str, Any]] = []
     advances: list[dict[str, Any]] = []
+    spans: dict[tuple[int, datetime | None], tracing.Span | None] = {}
     # Tasks that share a schedule, time zone, due time and policies (a burst of tasks
     # on one cron line) share one decision: computed once per batch, not once per task.
     decided: dict[tuple[Any, ...], tuple[FireDecision, datetime | None, bool]] = {}
@@ -201,6 +202,16 @@ def fire_due(
         decision, next_run_at, exact = known
         for fire in decision.fires:
             status = RunStatus.pending if fire.runs else RunStatus.skipped
+            span = None
+            if fire.runs and tracing.enabled():
+                span = spans[(task.id, fire.scheduled_for)] = tracing.start(
+                    "scheduler.fire",
+                    attributes={
+                        "sched.task_id": task.id,
+                        "sched.task": task.name,
+                        "sched.scheduled_for": fire.scheduled_for.isoformat(),
+                    },
+                )
             rows.append(
                 store.run_row(
                     task,
@@ -210,6 +221,7 @@ def fire_due(
                     scheduled_for=fire.scheduled_for,
                     reason=fire.reason,
                     dispatched_at=created_at if dispatched and fire.runs else None,
+                    trace_context=tracing.traceparent(span),
                 )
             )
         last = decision.fires[-1].scheduled_for if decision.fires else None
@@ -222,6 +234,12 @@ def fire_due(
             )
         )
     result.runs = store.insert_fires(session, rows)
+    # A fire another scheduler made first was not ours: its span is never ended (sent).
+    for inserted in result.runs if spans else ():
+        traced = spans.get((inserted.task_id, inserted.scheduled_for))
+        if traced is not None:
+            traced.set("sched.run_id", inserted.id)
+            traced.end()
     result.created_at = created_at
     _replace(session, result, created_at)
     _advance(session, advances)

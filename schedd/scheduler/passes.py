@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from schedd import tracing
 from schedd.brokers.base import Broker, Message
 from schedd.config import Settings
 from schedd.db import Database
@@ -220,7 +221,8 @@ class Scheduler:
         if not messages or self.broker is None:
             return
         try:
-            self.broker.publish(messages)
+            with tracing.dispatching(messages, self.broker.name) as carried:
+                self.broker.publish(carried)
         except SchedError as exc:  # only a hint: its workers poll the table anyway
             log.warning("could not wake workers: %s", exc)
             return
@@ -239,7 +241,7 @@ class Scheduler:
         Python work. Only this thread publishes and reports."""
         # With a broker that claims in the database the committed row is the hand-over:
         # stamp it in the insert and publish only as a wake-up hint (one write less).
-        in_database = self.broker is not None and self.broker.claims_in_database
+        in_database = self._in_database()
         first = self._fire_batch(now, in_database)
         self._fired(report, first, in_database)
         if not first.full:
@@ -319,14 +321,27 @@ class Scheduler:
         except sa.exc.SQLAlchemyError as exc:
             log.warning("could not record missed-fire alerts: %s", first_line(exc))
 
+    def _in_database(self) -> bool:
+        """Whether the broker claims in the database: then the committed row is the
+        hand-over (stamped as it is written) and the publish only a wake-up hint."""
+        return self.broker is not None and self.broker.claims_in_database
+
+    def _hand_over(self, report: PassReport, messages: list[Message]) -> None:
+        if self._in_database():
+            self._hint(report, messages)
+        else:
+            self._publish(report, messages)
+
     def _release(self, report: PassReport, now: datetime | None) -> None:
         with self.db.session() as session:
-            released = dependencies.release_dependents(session, now=now or utcnow())
+            released = dependencies.release_dependents(
+                session, now=now or utcnow(), dispatched=self._in_database()
+            )
         dependencies.report(released)
         messages = [r.run.message for r in released if r.reason is None]
         report.fired += len(messages)
         report.skipped += len(released) - len(messages)
-        self._publish(report, messages)
+        self._hand_over(report, messages)
 
     def _retry(self, report: PassReport, now: datetime | None) -> None:
         scan_time = now or utcnow()
@@ -348,10 +363,13 @@ class Scheduler:
     def _promote(self, report: PassReport, now: datetime | None) -> None:
         with self.db.session() as session:
             messages = retries.promote_waiting(
-                session, now=now or utcnow(), batch=self.settings.scheduler.batch_size
+                session,
+                now=now or utcnow(),
+                batch=self.settings.scheduler.batch_size,
+                dispatched=self._in_database(),
             )
         report.promoted += len(messages)
-        self._publish(report, messages)
+        self._hand_over(report, messages)
 
     def _reap(self, report: PassReport) -> None:
         timeout = self.settings.effective_heartbeat_timeout

@@ -2,7 +2,8 @@
 
 The retry is a new row: ``trigger=retry``, ``retry_count`` one more than its parent's,
 ``parent_run_id`` the parent's id, the parent's ``scheduled_for`` and argument override,
-status ``waiting`` until ``not_before`` = the parent's end + :func:`retry_delay`. The
+status ``waiting`` until ``not_before`` = the parent's end + :func:`retry_delay` (or the
+retry's ``created_at`` when that is later). The
 unique ``parent_run_id`` makes the retry of a run happen once, however many
 schedulers find it at the same time. Cancelled and skipped runs are never retried.
 Pausing a task does not stop the retries of fires that already happened.
@@ -23,6 +24,7 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from schedd import tracing
 from schedd.brokers.base import Message
 from schedd.models import RunStatus, Trigger
 from schedd.scheduler import metrics, store
@@ -71,6 +73,7 @@ def create_retries(
             runs.c.scheduled_for,
             runs.c.completed_at,
             runs.c.arguments,
+            runs.c.trace_context,
             tasks.c.name,
             tasks.c.task_type,
             tasks.c.priority,
@@ -90,8 +93,21 @@ def create_retries(
     for run in candidates:
         ended = run.completed_at or now
         delay = retry_delay(run.retry_delay_seconds, run.retry_count, delay_max, rand=rand)
-        not_before = ended + timedelta(seconds=delay)
+        # Never before the retry itself exists: a scheduler that saw the failure late
+        # makes the retry due at once, not in the past.
+        not_before = max(ended + timedelta(seconds=delay), now)
         task = SimpleNamespace(id=run.task_id, task_type=run.task_type, priority=run.priority)
+        # The retry continues its parent's trace: all attempts of a fire are one trace.
+        span = tracing.start(
+            "scheduler.retry",
+            parent=run.trace_context,
+            attributes={
+                "sched.task_id": run.task_id,
+                "sched.task": run.name,
+                "sched.parent_run_id": run.id,
+                "sched.attempt": run.retry_count + 1,
+            },
+        )
         row = store.run_row(
             task,
             trigger=Trigger.retry,
@@ -102,8 +118,12 @@ def create_retries(
             retry_count=run.retry_count + 1,
             parent_run_id=run.id,
             not_before=not_before,
+            trace_context=tracing.traceparent(span),
         )
         inserted = store.insert_retry(session, row)
+        if inserted is not None and span is not None:
+            span.set("sched.run_id", inserted.id)
+            span.end()
         if inserted is not None:
             created.append(
                 Retry(
@@ -119,11 +139,16 @@ def create_retries(
     return created, len(candidates) >= batch
 
 
-def promote_waiting(session: Session, *, now: datetime, batch: int) -> list[Message]:
+def promote_waiting(
+    session: Session, *, now: datetime, batch: int, dispatched: bool = False
+) -> list[Message]:
     """Make waiting runs whose ``not_before`` has passed pending; returns what to publish.
 
     One guarded UPDATE: a run cancelled meanwhile is no longer ``waiting`` and stays as
     it is. On PostgreSQL rows another scheduler is promoting are skipped.
+    ``dispatched``: stamp ``dispatched_at`` in the same UPDATE (a broker that claims in
+    the database: a separate stamp after the hint would hold the row locked just when
+    a woken worker tries to claim it, and its SKIP LOCKED would pass it over).
     """
     runs = store.runs
     due = (
@@ -134,13 +159,16 @@ def promote_waiting(session: Session, *, now: datetime, batch: int) -> list[Mess
     )
     if store.is_postgres(session):
         due = due.with_for_update(skip_locked=True)
+    values: dict[str, object] = {"status": RunStatus.pending.value}
+    if dispatched:
+        values["dispatched_at"] = now
     promoted = session.execute(
         sa.update(runs)
         .where(runs.c.id.in_(due.scalar_subquery()), runs.c.status == RunStatus.waiting.value)
-        .values(status=RunStatus.pending.value)
-        .returning(runs.c.id, runs.c.priority, runs.c.task_type)
+        .values(values)
+        .returning(runs.c.id, runs.c.priority, runs.c.task_type, runs.c.trace_context)
     ).all()
-    return [Message(run_id, priority, task_type) for run_id, priority, task_type in promoted]
+    return [Message(*row) for row in promoted]
 
 
 def next_waiting(session: Session) -> datetime | None:

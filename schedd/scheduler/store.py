@@ -52,10 +52,11 @@ class InsertedRun:
     priority: int
     task_type: str
     scheduled_for: datetime | None
+    trace_context: str | None = None  # W3C traceparent of the span that created it
 
     @property
     def message(self) -> Message:
-        return Message(self.id, self.priority, self.task_type)
+        return Message(self.id, self.priority, self.task_type, self.trace_context)
 
 
 def run_row(
@@ -71,6 +72,7 @@ def run_row(
     parent_run_id: int | None = None,
     not_before: datetime | None = None,
     dispatched_at: datetime | None = None,
+    trace_context: str | None = None,
 ) -> dict[str, Any]:
     """The column values of a new run of ``task`` (any object with id, task_type, priority).
 
@@ -96,6 +98,7 @@ def run_row(
         "claim": 0,
         "cancel_requested": False,
         "output_bytes": 0,
+        "trace_context": trace_context,
     }
 
 
@@ -112,6 +115,7 @@ _RETURNING = (
     runs.c.priority,
     runs.c.task_type,
     runs.c.scheduled_for,
+    runs.c.trace_context,
 )
 
 
@@ -151,6 +155,7 @@ _FIRE_COLUMNS = {
     "error_message": "text",
     "completed_at": "timestamptz",
     "dispatched_at": "timestamptz",
+    "trace_context": "text",
 }
 _FIRE_DEFAULTS = {
     "arguments": None,
@@ -165,7 +170,8 @@ _JSON_INSERT = sa.text(
     "INSERT INTO task_runs ({names}, retry_count, claim, cancel_requested, output_bytes) "
     "SELECT {names}, 0, 0, false, 0 FROM json_to_recordset(CAST(:rows AS json)) AS u({types}) "
     "ON CONFLICT (task_id, scheduled_for) WHERE \"trigger\" IN ('schedule', 'dependency') "
-    "DO NOTHING RETURNING id, task_id, status, priority, task_type, scheduled_for".format(
+    "DO NOTHING RETURNING id, task_id, status, priority, task_type, scheduled_for, "
+    "trace_context".format(
         names=", ".join(f'"{name}"' for name in _FIRE_COLUMNS),
         types=", ".join(f'"{name}" {kind}' for name, kind in _FIRE_COLUMNS.items()),
     )
@@ -211,8 +217,8 @@ def _insert_fires_json(session: Session, rows: Sequence[dict[str, Any]]) -> list
     payload = json_rows([{name: row[name] for name in _FIRE_COLUMNS} for row in rows])
     found = session.execute(_JSON_INSERT, {"rows": payload})
     return [
-        InsertedRun(run_id, task_id, status, priority, task_type, _utc(scheduled_for))
-        for run_id, task_id, status, priority, task_type, scheduled_for in found
+        InsertedRun(run_id, task_id, status, priority, task_type, _utc(scheduled_for), trace)
+        for run_id, task_id, status, priority, task_type, scheduled_for, trace in found
     ]
 
 

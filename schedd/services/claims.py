@@ -90,6 +90,7 @@ class ClaimedRun:
     retry_count: int
     scheduled_for: datetime | None
     created_at: datetime
+    trace_context: str | None = None  # W3C traceparent of the span that created the run
 
 
 _RETURNED = (
@@ -102,6 +103,7 @@ _RETURNED = (
     runs.c.scheduled_for,
     runs.c.created_at,
     runs.c.arguments,
+    runs.c.trace_context,
 )
 
 
@@ -277,6 +279,7 @@ def _with_tasks(session: Session, worker_id: str, rows: Sequence[Any]) -> list[C
                 retry_count=row.retry_count,
                 scheduled_for=row.scheduled_for,
                 created_at=row.created_at,
+                trace_context=row.trace_context,
             )
         )
     return claimed

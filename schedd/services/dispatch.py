@@ -31,6 +31,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from schedd import tracing
 from schedd.brokers.base import Broker, Message
 from schedd.db import Database
 from schedd.errors import Unavailable
@@ -87,7 +88,8 @@ class Dispatcher:
     def _hand_over(self, batch: list[_Entry]) -> None:
         messages = [message for entry in batch for message in entry.messages]
         try:
-            self.broker.publish(messages)
+            with tracing.dispatching(messages, self.broker.name) as carried:
+                self.broker.publish(carried)
         except Unavailable as exc:
             log.warning("broker unavailable, %d run(s) left to the sweeper: %s", len(messages), exc)
             self._unstamp([entry for entry in batch if entry.stamped])

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from schedd import cron
+from schedd import cron, tracing
 from schedd.brokers.base import Broker, Message
 from schedd.db import Database
 from schedd.errors import Conflict, InvalidInput, NotFound
@@ -43,9 +43,10 @@ MAX_FIRE_PREVIEW = 100
 
 
 def message_of(run: RunRead | TaskRun | store.InsertedRun) -> Message:
-    """The broker message for a run: its id, priority rank and task type."""
+    """The broker message for a run: its id, priority rank, task type, trace context."""
     assert run.id is not None
-    return Message(run.id, run.priority, run.task_type)
+    trace = run._trace_context if isinstance(run, RunRead) else run.trace_context
+    return Message(run.id, run.priority, run.task_type, trace)
 
 
 def dispatch(
@@ -215,6 +216,9 @@ def start_manual_run(
             f"task {task.name!r} already has an active run, {active}, and its "
             "concurrency_policy is forbid; cancel that run first"
         )
+    span = tracing.start(
+        "run.trigger", attributes={"sched.task_id": task.id, "sched.task": task.name}
+    )
     row = store.run_row(
         task,
         trigger=Trigger.manual,
@@ -223,10 +227,15 @@ def start_manual_run(
         scheduled_for=scheduled_for,
         arguments=arguments,
         dispatched_at=dispatched_at,
+        trace_context=tracing.traceparent(span),
     )
     # The whole row comes back from the insert: the trigger path reads nothing again.
     inserted = session.execute(sa.insert(store.runs).values(**row).returning(store.runs)).one()
     run = RunRead.model_validate(dict(inserted._mapping))
+    run._trace_context = row["trace_context"]
+    if span is not None:
+        span.set("sched.run_id", run.id)
+        span.end()
     if policy is ConcurrencyPolicy.replace and active is not None:
         store.cancel_active(
             session, task.id, reason=f"replaced by manual run {run.id}", now=now, keep=[run.id]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -122,8 +123,11 @@ class Claimer:
             for delivery in deliveries:  # nothing was claimed: others may take them
                 self.broker.reject(delivery, requeue=True)
             raise
+        # The message's trace context (its dispatch span) is what the claim continues.
+        traces = {d.run_id: d.traceparent for d in deliveries if d.traceparent}
         for run in claimed:
-            self.start_run(run)
+            trace = traces.get(run.claim.run_id)
+            self.start_run(replace(run, trace_context=trace) if trace else run)
         for delivery in deliveries:
             if delivery.run_id in taken or statuses.get(delivery.run_id) != RunStatus.pending:
                 # Claimed now, or taken by another worker, ended, or deleted.

@@ -20,11 +20,13 @@ from collections.abc import Callable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
+from schedd import tracing
 from schedd.brokers.base import Message
 from schedd.db import Database
 from schedd.errors import first_line
 from schedd.executors.base import StopReason
 from schedd.models import RunStatus
+from schedd.scheduler.notify import runs_need_scheduler
 from schedd.services import claims
 from schedd.services.output import OutputBatch
 from schedd.worker.runs import Action, ActiveRun, Report, RunBook
@@ -42,12 +44,14 @@ class Monitor:
         book: RunBook,
         *,
         publish: Callable[[list[Message]], None],
+        wake_scheduler: Callable[[], None] | None = None,
         poll_interval: float = POLL_INTERVAL,
         flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
         self.db = db
         self.book = book
         self.publish = publish
+        self.wake_scheduler = wake_scheduler
         self.poll_interval = poll_interval
         self.flush_interval = flush_interval
         self._stop = threading.Event()
@@ -109,9 +113,15 @@ class Monitor:
             with self.db.session() as session:
                 for report in reports:
                     written.append((report, _write(session, report)))
+                # A retry or a dependent release is due: wake the schedulers (NOTIFY at
+                # commit on PostgreSQL, the in-process one through wake_scheduler).
+                ended = [r.run.run_id for r, result in written if _ended(r, result)]
+                wake = runs_need_scheduler(session, ended)
         except BaseException:
             self.book.requeue(reports)
             raise
+        if wake and self.wake_scheduler is not None:
+            self.wake_scheduler()
         handed_back: list[Message] = []
         for report, result in written:
             run = report.run
@@ -172,8 +182,30 @@ class Monitor:
             run.stop.stop(StopReason.lost)
 
 
+def _ended(report: Report, result: bool | RunStatus | None) -> bool:
+    """Whether writing ``report`` ended its run (a finish that matched its claim)."""
+    return report.action is Action.finish and result is True
+
+
 def _write(session: Session, report: Report) -> bool | RunStatus | None:
     """One final report, fenced: finish -> matched?; hand back -> new status or None."""
+    run = report.run
+    if run.execute_span is None:
+        return _write_report(session, report)
+    attributes: dict[str, tracing.Attribute | None] = {
+        "sched.run_id": run.run_id,
+        "sched.action": str(report.action),
+    }
+    with tracing.span(
+        "worker.report", parent=run.execute_span.traceparent, attributes=attributes
+    ) as span:
+        result = _write_report(session, report)
+        if span is not None:
+            span.set("sched.recorded", result is not None and result is not False)
+        return result
+
+
+def _write_report(session: Session, report: Report) -> bool | RunStatus | None:
     run = report.run
     batch = run.capture.pending()
     if report.action is Action.finish:

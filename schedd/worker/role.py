@@ -22,7 +22,7 @@ import time
 import psutil
 from sqlalchemy.exc import SQLAlchemyError
 
-from schedd import __version__
+from schedd import __version__, tracing
 from schedd.brokers.base import Message
 from schedd.config import Settings
 from schedd.daemon import Context
@@ -34,6 +34,7 @@ from schedd.executors.identity import current_user
 from schedd.executors.registry import create_executors
 from schedd.executors.runas import check_run_as
 from schedd.metrics import RUN_CPU, RUN_DURATION, RUN_MAX_RSS, WORKERS_REFUSED
+from schedd.models import RunStatus
 from schedd.services import workers
 from schedd.services.claims import ClaimedRun
 from schedd.worker.capture import OutputCapture
@@ -113,7 +114,11 @@ class WorkerRole:
             register=self._register,
             on_ok=self.guard.heartbeat,
         )
-        self.monitor = Monitor(ctx.db, self.book, publish=self._publish)
+        # A scheduler in this process (embedded, SQLite) is woken directly; others by the
+        # NOTIFY the monitor sends on PostgreSQL.
+        self.monitor = Monitor(
+            ctx.db, self.book, publish=self._publish, wake_scheduler=ctx.tasks_changed.set
+        )
         self.claimer = Claimer(
             ctx.db,
             ctx.broker,
@@ -257,6 +262,21 @@ class WorkerRole:
             limits=claimed.limits,
         )
         run = ActiveRun(claimed, spec, OutputCapture(self.settings.max_output_bytes))
+        if tracing.enabled():
+            attributes: dict[str, tracing.Attribute | None] = {
+                "sched.run_id": spec.run_id,
+                "sched.task": spec.task_name,
+                "sched.attempt": spec.attempt,
+                "sched.worker_id": self.worker_id,
+            }
+            with tracing.span(
+                "worker.claim", parent=claimed.trace_context, attributes=attributes
+            ) as claim:
+                run.execute_span = tracing.start(
+                    "worker.execute",
+                    parent=tracing.traceparent(claim),
+                    attributes={**attributes, "sched.executor": spec.executor},
+                )
         self.book.add(run)
         log.debug("run %d (task %s, attempt %d) started", spec.run_id, spec.task_name, spec.attempt)
         threading.Thread(
@@ -265,6 +285,14 @@ class WorkerRole:
 
     def _execute(self, run: ActiveRun) -> None:
         report = execute(run, self.executors)
+        if run.execute_span is not None:
+            run.execute_span.set("sched.outcome", str(report.status or report.action))
+            if report.exit_code is not None:
+                run.execute_span.set("process.exit_code", report.exit_code)
+            failed = report.status is not None and report.status is not RunStatus.completed
+            run.execute_span.end(
+                error=(report.error_message or str(report.status)) if failed else None
+            )
         self.book.finished(report)
         if report.status is not None:
             RUN_DURATION.labels(run.spec.executor, report.status).observe(report.execution_time)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from schedd import tracing
 from schedd.executors.base import (
     Ending,
     Executor,
@@ -36,6 +37,7 @@ class ActiveRun:
     spec: RunSpec
     capture: OutputCapture
     stop: StopSignal = field(default_factory=StopSignal)
+    execute_span: tracing.Span | None = None  # tracing on: ended when the executor returns
 
     @property
     def claim(self) -> Claim:

@@ -137,3 +137,15 @@ def test_runs_that_ended_before_the_lookback_are_left_alone(db: Database) -> Non
     with db.session() as s:
         created, full = retries.create_retries(s, since=at(-50), now=at(0), delay_max=10, batch=10)
     assert (created, full) == ([], False)
+
+
+def test_a_retry_found_late_is_due_at_once_never_before_it_exists(db: Database) -> None:
+    """A scheduler that sees a failure after its delay has passed (it was down, or
+    busy) makes the retry due at its creation, not at a time before the row existed."""
+    task_id = new_task(db, schedule=None, retry_count=1, retry_delay_seconds=10)
+    add_run(db, task_id, status="failed", completed_at=at(0))
+    scheduler_for(db, RecordingBroker()).run_pass(now=at(60))
+    retry = runs_of(db, task_id)[-1]
+    assert retry.trigger == "retry"
+    assert retry.created_at == at(60)
+    assert retry.not_before == at(60)

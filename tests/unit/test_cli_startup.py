@@ -12,7 +12,17 @@ import sys
 
 import pytest
 
-HEAVY = ("sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "sqlmodel", "psycopg")
+HEAVY = (
+    "sqlalchemy",
+    "alembic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlmodel",
+    "psycopg",
+    "opentelemetry",
+    "google",
+)
 
 PROBE = """
 import json, sys
