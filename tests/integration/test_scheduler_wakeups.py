@@ -61,7 +61,7 @@ class Daemons:
         def started() -> bool:
             return all(log.read_bytes().count(b" started") >= n for log, n in logs)
 
-        assert wait_until(started, 30), self.logs()
+        assert wait_until(started, 90), self.logs()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.home.glob("*.log"))

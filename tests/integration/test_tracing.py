@@ -230,7 +230,7 @@ def test_one_trace_crosses_the_api_scheduler_and_worker_processes(
         def started() -> bool:
             return all(b" started" in p.read_bytes() for p in tmp_path.glob("*.log"))
 
-        assert wait_until(started, 40), logs()
+        assert wait_until(started, 90), logs()
         task_id = make_task(
             db, "exit 3", retry_count=1, retry_delay_seconds=0, task_type=f"trace{port}"
         )
@@ -242,13 +242,13 @@ def test_one_trace_crosses_the_api_scheduler_and_worker_processes(
             timeout=30,
         )
         assert reply.status_code == 202, reply.text
-        assert wait_until(lambda: ended(db, task_id, 2), 30), logs()
+        assert wait_until(lambda: ended(db, task_id, 2), 60), logs()
 
         def complete() -> bool:
             with receiver.lock:
                 return sum(1 for _, s in receiver.spans if s.name == "worker.report") >= 2
 
-        assert wait_until(complete, 15), (receiver.spans, logs())
+        assert wait_until(complete, 30), (receiver.spans, logs())
         with db.session() as session:
             contexts = session.execute(
                 runs_table.select().where(runs_table.c.task_id == task_id)
