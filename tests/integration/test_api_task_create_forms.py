@@ -9,16 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from schedd.db import Database
+from schedd.db import create_database
 from tests.apikit import ApiEnv, api_env, task_body
+from tests.schedctlkit import migrated_sqlite
 
 
 @pytest.fixture
-def api(db: Database, tmp_path: Path) -> Iterator[ApiEnv]:
+def api(tmp_path: Path) -> Iterator[ApiEnv]:
+    """On SQLite only: nothing here depends on the backend (the task service's rules run
+    on both in test_task_service), and CI time is short."""
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    with api_env(db, tmp_path, worker={"working_directory": str(jobs)}) as env:
-        yield env
+    db = create_database(migrated_sqlite(tmp_path / "sched.db"))
+    try:
+        with api_env(db, tmp_path, worker={"working_directory": str(jobs)}) as env:
+            yield env
+    finally:
+        db.dispose()
 
 
 def test_executor_defaults_to_shell(api: ApiEnv) -> None:
