@@ -27,7 +27,14 @@ from sqlmodel import Session
 from schedctl.client import Client, Json, NotSupported
 from schedd.brokers.registry import create_broker
 from schedd.config import Settings
-from schedd.db import Database, check_schema, create_database, describe_url, sqlite_file
+from schedd.db import (
+    Database,
+    SessionLimits,
+    check_schema,
+    create_database,
+    describe_url,
+    sqlite_file,
+)
 from schedd.errors import InvalidInput, Unavailable
 from schedd.schemas import (
     FireTimes,
@@ -87,6 +94,8 @@ class DirectClient(Client):
             url,
             max_connections=2,
             connection_timeout=settings.database.connection_timeout,
+            limits=SessionLimits.of(settings.database),
+            application_name=f"schedctl pid {os.getpid()}",
         )
         check_schema(self.db)
 

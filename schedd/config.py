@@ -40,6 +40,7 @@ from schedd.configsections import (
     Section,
     WorkerSettings,
     default_database_url,
+    default_namespace,
     env_of,
     seconds_text,
 )
@@ -140,6 +141,11 @@ class Settings(Section):
     def is_embedded(self) -> bool:
         """True when the database is SQLite (one host, one scheduler)."""
         return self.database.is_sqlite
+
+    @property
+    def broker_namespace(self) -> str:
+        """``message_queue.namespace``, or the one derived from the database."""
+        return self.message_queue.namespace or default_namespace(self.database.url)
 
     @property
     def effective_heartbeat_timeout(self) -> float:

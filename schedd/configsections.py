@@ -128,6 +128,10 @@ class DatabaseSettings(Section):
     url: str
     max_connections: int = Field(10, ge=1, le=1000)
     connection_timeout: float = Field(30.0, gt=0, le=3600)
+    # PostgreSQL only, on the roles' connections (schedd.db.SessionLimits); 0 is off.
+    idle_in_transaction_session_timeout: float = Field(10.0, ge=0, le=86_400)
+    lock_timeout: float = Field(10.0, ge=0, le=86_400)
+    statement_timeout: float = Field(120.0, ge=0, le=86_400)
 
     @field_validator("url")
     @classmethod
@@ -161,10 +165,49 @@ class DatabaseSettings(Section):
         return self.url
 
 
+NAMESPACE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def default_namespace(database_url: str) -> str:
+    """The broker namespace of a deployment whose database is ``database_url``.
+
+    PostgreSQL: the database's name (``sched`` keeps the names of earlier versions), so
+    every process of a deployment agrees however it reaches the server. SQLite: the
+    file's name and a hash of its resolved path (two embedded deployments on one host
+    both call theirs sched.db). Characters a name cannot hold become ``_``.
+    """
+    import hashlib
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    name = url.database or ""
+    if url.get_backend_name() == "sqlite":
+        if not name or name == ":memory:" or name.startswith("file:"):
+            return "sched"
+        path = Path(name).expanduser().resolve()
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+        name = f"{path.stem}-{digest}"
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64]
+    return cleaned or "sched"
+
+
 class MessageQueueSettings(Section):
     type: Annotated[Literal["database", "rabbitmq", "redis"], Lowered] = "database"
     url: str = ""
     claim_idle_seconds: float = Field(30.0, ge=1, le=86_400)
+    # Prefix of every queue, stream and consumer group; "" derives it from the database.
+    namespace: str = ""
+
+    @field_validator("namespace")
+    @classmethod
+    def _usable_namespace(cls, value: str) -> str:
+        if value and not re.match(NAMESPACE_PATTERN, value):
+            raise ValueError(
+                f"not a namespace: {value!r} (1-64 letters, digits, '_' or '-'; "
+                "empty derives it from the database)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _url_fits_type(self) -> Self:

@@ -29,7 +29,14 @@ from schedd import __version__, hardening, preflight
 from schedd.brokers.base import Broker
 from schedd.brokers.registry import create_broker
 from schedd.config import Settings
-from schedd.db import Database, check_schema, create_database, describe_url, migrate
+from schedd.db import (
+    Database,
+    SessionLimits,
+    check_schema,
+    create_database,
+    describe_url,
+    migrate,
+)
 from schedd.metricsserver import MetricsListener, start_listener
 from schedd.sdnotify import Heartbeat, Watchdog, take_from_environment
 from schedd.services.systemlog import SystemLogWriter
@@ -99,7 +106,7 @@ def role_factory(name: str) -> RoleFactory | None:
     return factory
 
 
-def open_database(settings: Settings) -> Database:
+def open_database(settings: Settings, roles: list[str]) -> Database:
     """Open the configured database; migrate the embedded one, check any other.
 
     An embedded SQLite database belongs to this daemon, so it is brought up to date on
@@ -107,10 +114,13 @@ def open_database(settings: Settings) -> Database:
     a daemon finding it behind refuses to start (SchemaBehind) rather than migrate a
     schema other, older processes are still using.
     """
+    database = settings.database
     db = create_database(
-        settings.database.url,
-        max_connections=settings.database.max_connections,
-        connection_timeout=settings.database.connection_timeout,
+        database.url,
+        max_connections=database.max_connections,
+        connection_timeout=database.connection_timeout,
+        limits=SessionLimits.of(database),
+        application_name=f"schedd {'+'.join(roles)} pid {os.getpid()}",
     )
     if db.is_sqlite:
         before, after = migrate(db)
@@ -179,7 +189,7 @@ class Daemon:
                 source=str(settings.source or "configuration"),
             )
         hardening.protect_data_dir(settings.daemon.data_dir)
-        db = open_database(settings)
+        db = open_database(settings, self.role_names)
         ctx = Context(settings=settings, db=db, broker=create_broker(settings, db))
         # Every process stores its own system events (a worker-only host's too).
         systemlog = SystemLogWriter(

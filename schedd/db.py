@@ -4,7 +4,10 @@ SQLite (the embedded default) runs in WAL mode with a busy timeout, and every
 transaction starts with ``BEGIN IMMEDIATE`` so two processes queue for the write lock
 instead of failing with "database is locked" half-way through a transaction.
 PostgreSQL goes through psycopg 3 with a pool sized by ``database.max_connections``,
-whose connections are pinged before use only after they sat idle.
+whose connections are pinged before use only after they sat idle. The daemon's
+connections carry :class:`SessionLimits` (server-side timeouts) and an
+``application_name`` naming the process, so a stalled process cannot hold locks for
+long and ``pg_stat_activity`` shows whose session is whose.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -30,6 +33,9 @@ from sqlmodel import Session
 
 from schedd.errors import InvalidInput, Unavailable, first_line
 from schedd.redact import redact_url
+
+if TYPE_CHECKING:
+    from schedd.configsections import DatabaseSettings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -95,20 +101,71 @@ def _sqlite_path(url: sa.URL) -> str | None:
     return db
 
 
+@dataclass(frozen=True)
+class SessionLimits:
+    """Server-side bounds of a PostgreSQL session, in seconds (0: no bound).
+
+    A process stopped (SIGSTOP, a swapped-out host, a debugger) inside a transaction
+    keeps its row locks until the server ends the session: other schedulers skip the
+    locked tasks (``SKIP LOCKED``) and their fire times grow late, then missed.
+    ``idle_in_transaction_session_timeout`` ends such a session (its transaction rolls
+    back, its locks are released); ``lock_timeout`` bounds a wait for a lock, and
+    ``statement_timeout`` a statement. What was rolled back was not committed, so the
+    work is done again by whoever takes it next: nothing is lost or done twice.
+    """
+
+    idle_in_transaction_session_timeout: float = 10.0
+    lock_timeout: float = 10.0
+    statement_timeout: float = 120.0
+
+    @classmethod
+    def of(cls, database: DatabaseSettings) -> SessionLimits:
+        """The limits configured in the ``[database]`` section."""
+        return cls(
+            idle_in_transaction_session_timeout=database.idle_in_transaction_session_timeout,
+            lock_timeout=database.lock_timeout,
+            statement_timeout=database.statement_timeout,
+        )
+
+    def options(self) -> str:
+        """The libpq ``options`` string that sets them when a connection opens."""
+        return " ".join(
+            f"-c {name}={round(seconds * 1000)}"
+            for name, seconds in (
+                ("idle_in_transaction_session_timeout", self.idle_in_transaction_session_timeout),
+                ("lock_timeout", self.lock_timeout),
+                ("statement_timeout", self.statement_timeout),
+            )
+        )
+
+
 def create_database(
-    url: str, *, max_connections: int = 10, connection_timeout: float = 30.0
+    url: str,
+    *,
+    max_connections: int = 10,
+    connection_timeout: float = 30.0,
+    limits: SessionLimits | None = None,
+    application_name: str | None = None,
 ) -> Database:
-    """Build the engine for ``url`` (sqlite:///path or postgresql://...)."""
+    """Build the engine for ``url`` (sqlite:///path or postgresql://...).
+
+    ``limits`` and ``application_name`` apply to PostgreSQL connections only (SQLite
+    runs in this process: its locks end with it)."""
     sa_url = make_url(normalize_url(url))
     if sa_url.get_backend_name() == "sqlite":
         return Database(_sqlite_engine(sa_url, connection_timeout))
     if sa_url.get_backend_name() == "postgresql":
+        connect_args: dict[str, Any] = {"connect_timeout": max(1, int(connection_timeout))}
+        if limits is not None:
+            connect_args["options"] = limits.options()
+        if application_name is not None:
+            connect_args["application_name"] = application_name[:63]
         engine = sa.create_engine(
             sa_url,
             pool_size=max_connections,
             max_overflow=0,
             pool_timeout=connection_timeout,
-            connect_args={"connect_timeout": max(1, int(connection_timeout))},
+            connect_args=connect_args,
         )
         _ping_idle_connections(engine)
         return Database(engine)

@@ -95,12 +95,13 @@ class RabbitMQBroker(Broker):
         settings: Settings,
         db: Database | None = None,
         *,
-        namespace: str = "sched",
+        namespace: str | None = None,
         publish_deadline: float = PUBLISH_DEADLINE,
         heartbeat: int = HEARTBEAT,
     ) -> None:
         self.url = settings.message_queue.url
-        self.namespace = namespace
+        # None: message_queue.namespace, or the one derived from the database.
+        self.namespace = settings.broker_namespace if namespace is None else namespace
         self.publish_deadline = publish_deadline
         self.heartbeat = heartbeat
         self._local = threading.local()

@@ -3,7 +3,7 @@
 Contract, beyond :mod:`schedd.brokers.base`:
 
 - Stream ``<namespace>:runs:<task_type>:<priority>`` (priority 0..3) holds entries
-  ``{run_id: <id>}``; the consumer group ``sched-workers`` is created idempotently
+  ``{run_id: <id>}``; the consumer group ``<namespace>-workers`` is created idempotently
   (``MKSTREAM``), and again when a Redis restart without persistence lost it.
 - ``publish`` XADDs in one pipeline with ``MAXLEN ~ maxlen`` trimming and returns once
   Redis answered; when Redis cannot be reached it retries with backoff for at most
@@ -56,7 +56,6 @@ from schedd.errors import Unavailable, first_line
 
 log = logging.getLogger("schedd.brokers.redis")
 
-GROUP = "sched-workers"
 PRIORITIES = (3, 2, 1, 0)  # read order: critical first
 MAXLEN = 100_000  # approximate cap per stream
 AUTOCLAIM_EVERY = 1.0  # seconds between XAUTOCLAIM sweeps of one thread
@@ -74,13 +73,15 @@ class RedisBroker(Broker):
         settings: Settings,
         db: Database | None = None,
         *,
-        namespace: str = "sched",
+        namespace: str | None = None,
         claim_idle: float | None = None,
         maxlen: int = MAXLEN,
         publish_deadline: float = PUBLISH_DEADLINE,
     ) -> None:
         self.url = settings.message_queue.url
-        self.namespace = namespace
+        # None: message_queue.namespace, or the one derived from the database.
+        self.namespace = settings.broker_namespace if namespace is None else namespace
+        self.group = f"{self.namespace}-workers"
         # Seconds a delivery may sit unacked before another consumer takes it.
         self.claim_idle = (
             settings.message_queue.claim_idle_seconds if claim_idle is None else claim_idle
@@ -119,7 +120,7 @@ class RedisBroker(Broker):
             if name in self._groups:
                 continue
             try:
-                self.client.xgroup_create(name, GROUP, id="0", mkstream=True)
+                self.client.xgroup_create(name, self.group, id="0", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -226,7 +227,9 @@ class RedisBroker(Broker):
     def _read(
         self, streams: dict[Any, Any], count: int, block: int | None, into: list[Delivery]
     ) -> None:
-        reply: Any = self.client.xreadgroup(GROUP, self.consumer, streams, count=count, block=block)
+        reply: Any = self.client.xreadgroup(
+            self.group, self.consumer, streams, count=count, block=block
+        )
         for name, entries in reply or []:
             for entry_id, fields in entries:
                 into.append(self._delivery(_text(name), entry_id, fields))
@@ -241,7 +244,7 @@ class RedisBroker(Broker):
             if count <= 0:
                 return
             reply: Any = self.client.xautoclaim(
-                name, GROUP, self.consumer, idle_ms, start_id="0-0", count=count
+                name, self.group, self.consumer, idle_ms, start_id="0-0", count=count
             )
             for entry_id, fields in reply[1]:
                 if fields:  # entries deleted meanwhile come back empty
@@ -260,7 +263,7 @@ class RedisBroker(Broker):
         stream, entry_id = delivery.receipt
         try:
             pipe = self.client.pipeline(transaction=False)
-            pipe.xack(stream, GROUP, entry_id)
+            pipe.xack(stream, self.group, entry_id)
             pipe.xdel(stream, entry_id)
             pipe.execute()
         except RedisError as exc:
@@ -281,7 +284,7 @@ class RedisBroker(Broker):
                     maxlen=self.maxlen,
                     approximate=True,
                 )
-            pipe.xack(stream, GROUP, entry_id)
+            pipe.xack(stream, self.group, entry_id)
             pipe.xdel(stream, entry_id)
             pipe.execute()
         except RedisError as exc:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import logging
 
 from schedd.brokers.base import Broker
 from schedd.config import Settings
 from schedd.db import Database
 from schedd.errors import ConfigError
 from schedd.preflight import require_broker_url
+
+log = logging.getLogger("schedd.brokers")
 
 # type -> "module:class"; each class is built with (settings, db).
 BROKERS: dict[str, str] = {
@@ -31,4 +34,6 @@ def create_broker(settings: Settings, db: Database) -> Broker:
     module_name, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     broker: Broker = cls(settings, db)
+    if kind != "database":
+        log.info("message queue: %s, namespace %s", kind, settings.broker_namespace)
     return broker

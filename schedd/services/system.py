@@ -7,18 +7,22 @@ on each request and each Prometheus scrape.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from schedd import __version__
 from schedd.errors import InvalidInput, SchedError, first_line
 from schedd.models import (
     AuditEntry,
+    Lease,
     RunStatus,
     SystemLog,
     Task,
@@ -81,16 +85,20 @@ def check_health(
     oldest: float | None = None
     isolation: dict[str, int] | None = None
     skew: float | None = None
+    writing = False
     try:
-        with db.engine.connect() as conn:
+        with db.engine.begin() as conn:
             # The database probe is also the answer to "how are runs isolated": the
             # active workers by isolation mode (it replaces a plain SELECT 1).
             rows = conn.execute(_ISOLATION).all()
             pending, oldest = backlog(conn)
             skew = clock_skew(db, conn)
+            writing = True
+            write_probe(db, conn)
+        # Committed: a full disk fails here, when SQLite appends to its write-ahead log.
         isolation = {mode or "unknown": count for mode, count in rows}
     except sa.exc.SQLAlchemyError as exc:
-        reasons["database"] = first_line(exc)
+        reasons["database"] = ("cannot write: " if writing else "") + first_line(exc)
     database = "unavailable" if "database" in reasons else "ok"
     broker_state = "none"
     if broker is not None:
@@ -115,6 +123,24 @@ def check_health(
         clock_skew_seconds=skew,
     )
     return Health(report, reasons)
+
+
+_leases = Lease.__table__  # type: ignore[attr-defined]
+HEALTH_ROW = "health"  # the leases row the health check writes
+
+
+def write_probe(db: Database, conn: sa.Connection) -> None:
+    """A small write in the caller's transaction, committed with it: the ``health``
+    row of ``leases`` records who checked last and when (``expires_at``). Reads alone
+    would answer while every write fails (a full disk, a read-only replica or file)."""
+    now = utcnow()
+    holder = f"{socket.gethostname()}:{os.getpid()}"[:200]
+    insert = postgresql.insert(_leases) if db.is_postgres else sqlite.insert(_leases)
+    conn.execute(
+        insert.values(name=HEALTH_ROW, holder=holder, expires_at=now).on_conflict_do_update(
+            index_elements=[_leases.c.name], set_={"holder": holder, "expires_at": now}
+        )
+    )
 
 
 def clock_skew(db: Database, conn: sa.Connection) -> float:

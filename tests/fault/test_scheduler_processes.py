@@ -60,6 +60,11 @@ class Schedulers:
         return base
 
     def start(self, index: int, **extra_env: str) -> None:
+        self.launch(index, **extra_env)
+        self.wait_started(index)
+
+    def launch(self, index: int, **extra_env: str) -> None:
+        """Start scheduler ``index`` without waiting for it to be up."""
         log = self.home / f"scheduler-{index}-{len(self.logs)}.log"
         self.logs.append(log)
         with log.open("wb") as out:
@@ -70,6 +75,9 @@ class Schedulers:
                 stderr=subprocess.STDOUT,
                 cwd=self.home,
             )
+
+    def wait_started(self, index: int) -> None:
+        log = next(p for p in reversed(self.logs) if p.name.startswith(f"scheduler-{index}-"))
         deadline = time.monotonic() + 30
         while b"role scheduler started" not in log.read_bytes():
             assert self.procs[index].poll() is None, log.read_text()

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from schedd.brokers.base import Message
 from schedd.brokers.rabbitmq import RabbitMQBroker
-from schedd.brokers.redis import GROUP, RedisBroker
+from schedd.brokers.redis import RedisBroker
 from schedd.config import load_settings
 from schedd.daemon import Context
 from schedd.db import Database, create_database
@@ -288,7 +288,7 @@ def test_a_sigkilled_redis_workers_pending_entries_are_claimed_by_another(
 
 def pending_runs(broker: RedisBroker, stream: str) -> dict[int, str]:
     """Run id -> consumer (its ``<host>-<pid>`` part) of every read but unacked entry."""
-    entries = broker.client.xpending_range(stream, GROUP, min="-", max="+", count=100)
+    entries = broker.client.xpending_range(stream, broker.group, min="-", max="+", count=100)
     found: dict[int, str] = {}
     for entry in entries:
         for _, fields in broker.client.xrange(stream, entry["message_id"], entry["message_id"]):

@@ -253,6 +253,16 @@ def test_missing_schedd_config_file_is_an_error(tmp_path: Path, env: dict[str, s
         ),
         ('[database]\nurl = "sched.db"\n', "database.url", "not a URL: 'sched.db'"),
         (
+            '[message_queue]\nnamespace = "a:runs"\n',
+            "message_queue.namespace",
+            "not a namespace: 'a:runs' (1-64 letters, digits, '_' or '-';",
+        ),
+        (
+            "[database]\nidle_in_transaction_session_timeout = -1\n",
+            "database.idle_in_transaction_session_timeout",
+            "must be between 0 and 86400, got -1",
+        ),
+        (
             '[message_queue]\ntype = "kafka"\n',
             "message_queue.type",
             "expected 'database', 'rabbitmq' or 'redis', got 'kafka'",
@@ -867,3 +877,18 @@ def test_the_alerts_example_is_a_valid_configuration(env: dict[str, str]) -> Non
     assert settings.notify.default == {"failed": ["ops-mail"], "recovered": ["chat"]}
     readme = SHIPPED.parents[1] / "README.md"
     assert example.read_text(encoding="utf-8") in readme.read_text(encoding="utf-8")
+
+
+def test_the_broker_namespace_comes_from_the_database_unless_set(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    def namespace(**extra: str) -> str:
+        return load_settings(None, env={**env, **extra}).broker_namespace
+
+    assert namespace(DATABASE_URL="postgresql://u:p@db.internal:5432/sched") == "sched"
+    # However a process reaches the server, the same database gives the same name.
+    assert namespace(DATABASE_URL="postgres://10.0.0.5/sched.staging") == "sched_staging"
+    one = namespace(DATABASE_URL=f"sqlite:///{tmp_path / 'a' / 'sched.db'}")
+    two = namespace(DATABASE_URL=f"sqlite:///{tmp_path / 'b' / 'sched.db'}")
+    assert one.startswith("sched-") and two.startswith("sched-") and one != two
+    assert namespace(SCHEDD_MESSAGE_QUEUE__NAMESPACE="blue-1") == "blue-1"
