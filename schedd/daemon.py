@@ -106,6 +106,14 @@ def role_factory(name: str) -> RoleFactory | None:
     return factory
 
 
+def start_order(roles: list[str]) -> list[str]:
+    """The scheduler first, then the other roles as given: on SQLite its lease is what
+    refuses a second instance on the same database, and it must refuse before another
+    role writes anything (the API writes ``api.url``, which schedctl reads to find the
+    running instance)."""
+    return sorted(roles, key=lambda name: name != "scheduler")
+
+
 def open_database(settings: Settings, roles: list[str]) -> Database:
     """Open the configured database; migrate the embedded one, check any other.
 
@@ -213,7 +221,7 @@ class Daemon:
             # Before the roles: a metrics port in use stops the start before any work.
             metrics = start_listener(settings.observability)
             ctx.metrics_port = metrics.port if metrics is not None else None
-            for name in self.role_names:
+            for name in start_order(self.role_names):
                 factory = role_factory(name)
                 if factory is None:
                     log.warning("role %s is not part of this build; it does not run", name)
