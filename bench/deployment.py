@@ -27,6 +27,8 @@ import httpx
 import psutil
 import tomli_w
 
+from schedd.configsections import default_namespace
+
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_URLS = {
     "rabbitmq": os.environ.get("SCHED_BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
@@ -67,6 +69,7 @@ class Deployment:
     port: int
     key: str
     home: Path
+    namespace: str = "sched"
     processes: dict[str, psutil.Process] = field(default_factory=dict)
 
     @property
@@ -110,7 +113,7 @@ def write_config(
     return path
 
 
-def _spawn(config: Path, role: str, home: Path, name: str) -> subprocess.Popen[bytes]:
+def spawn(config: Path, role: str, home: Path, name: str) -> subprocess.Popen[bytes]:
     env = child_env(home)
     if role == "worker":
         env["SCHEDD_WORKER__ID"] = f"bench-{name}"
@@ -124,7 +127,7 @@ def _spawn(config: Path, role: str, home: Path, name: str) -> subprocess.Popen[b
         )
 
 
-def _admin_key(database_url: str) -> str:
+def admin_key(database_url: str) -> str:
     from schedd.db import create_database
     from schedd.schemas import SCOPES
     from schedd.services import auth
@@ -136,7 +139,7 @@ def _admin_key(database_url: str) -> str:
     return key
 
 
-def _wait_healthy(base: str, procs: dict[str, subprocess.Popen[bytes]], home: Path) -> None:
+def wait_healthy(base: str, procs: dict[str, subprocess.Popen[bytes]], home: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         for name, proc in procs.items():
@@ -176,37 +179,39 @@ def deployment(database_url: str, broker: str, home: Path, opts: Any) -> Iterato
     )
     procs: dict[str, subprocess.Popen[bytes]] = {}
     with ExitStack() as stack:
-        stack.callback(_purge, broker, task_type)
+        namespace = default_namespace(database_url)
+        stack.callback(_purge, broker, task_type, namespace)
         stack.callback(_stop, procs)
         # The API migrates nothing on PostgreSQL: the scratch database is migrated.
-        procs["api"] = _spawn(config, "api", home, "api")
-        procs["scheduler"] = _spawn(config, "scheduler", home, "scheduler")
+        procs["api"] = spawn(config, "api", home, "api")
+        procs["scheduler"] = spawn(config, "scheduler", home, "scheduler")
         for index in range(opts.workers):
-            procs[f"worker{index + 1}"] = _spawn(config, "worker", home, f"worker{index + 1}")
-        deployed = Deployment(broker, task_type, port, "", home)
-        _wait_healthy(deployed.base, procs, home)
-        deployed.key = _admin_key(database_url)
+            procs[f"worker{index + 1}"] = spawn(config, "worker", home, f"worker{index + 1}")
+        deployed = Deployment(broker, task_type, port, "", home, namespace)
+        wait_healthy(deployed.base, procs, home)
+        deployed.key = admin_key(database_url)
         deployed.processes = {name: psutil.Process(proc.pid) for name, proc in procs.items()}
         yield deployed
 
 
-def _purge(broker: str, task_type: str) -> None:
+def _purge(broker: str, task_type: str, namespace: str) -> None:
     try:
-        broker_depth(broker, task_type, purge=True)
+        broker_depth(broker, task_type, namespace, purge=True)
     except Exception as exc:  # cleaning up must not hide what the bench measured
         print(f"could not delete the bench's queues: {exc}", file=sys.stderr)
 
 
-def broker_depth(broker: str, task_type: str, *, purge: bool = False) -> int:
-    """Messages the broker holds for the bench's task type (ready, not yet delivered on
-    RabbitMQ; entries in the streams on Redis: acked entries are deleted)."""
+def broker_depth(broker: str, task_type: str, namespace: str, *, purge: bool = False) -> int:
+    """Messages the broker holds for the bench's task type in the deployment's
+    namespace (ready, not yet delivered on RabbitMQ; entries in the streams on Redis:
+    acked entries are deleted)."""
     if broker == "rabbitmq":
         import pika
 
         connection = pika.BlockingConnection(pika.URLParameters(BROKER_URLS["rabbitmq"]))
         try:
             channel = connection.channel()
-            queue = f"sched.runs.{task_type}"
+            queue = f"{namespace}.runs.{task_type}"
             try:
                 count = channel.queue_declare(queue, passive=True).method.message_count
             except pika.exceptions.ChannelClosedByBroker:  # not declared yet
@@ -220,7 +225,7 @@ def broker_depth(broker: str, task_type: str, *, purge: bool = False) -> int:
 
     client = redis.Redis.from_url(BROKER_URLS["redis"])
     try:
-        streams = [f"sched:runs:{task_type}:{priority}" for priority in range(4)]
+        streams = [f"{namespace}:runs:{task_type}:{priority}" for priority in range(4)]
         count = sum(int(client.xlen(stream)) for stream in streams)
         if purge:
             client.delete(*streams)

@@ -195,7 +195,7 @@ def overload(runs: Runs, dep: Deployment, rate: float, opts: Any) -> dict[str, A
     def sample() -> dict[str, Any]:
         state = runs.state(after)
         try:
-            depth = broker_depth(dep.broker, dep.task_type)
+            depth = broker_depth(dep.broker, dep.task_type, dep.namespace)
         except Exception:  # a busy broker may not answer at once: a gap, not a crash
             depth = -1
         samples.append(
