@@ -54,7 +54,7 @@ class Cluster:
     def start_worker(self, **env: str) -> tuple[subprocess.Popen[bytes], str]:
         process = self.start("worker", **env)
         worker_id = f"{socket.gethostname()}-{process.pid}"
-        assert wait_until(lambda: self.worker(worker_id) is not None, 15), self.logs()
+        assert wait_until(lambda: self.worker(worker_id) is not None, 40), self.logs()
         return process, worker_id
 
     def worker(self, worker_id: str) -> Worker | None:
