@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from schedd import configfile
+from schedd import configfile, textrules
 from schedd.configfile import (
     SettingError,
     default_data_dir,
@@ -60,9 +60,7 @@ SEED_VARIABLES: dict[str, str] = {
 }
 BROKER_VARIABLES = {"rabbitmq": "RABBITMQ_URL", "redis": "REDIS_URL"}
 # ``user`` or ``user:group``: names or numbers, as the task field accepts them.
-RUN_AS_PATTERN = re.compile(
-    r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"
-)
+RUN_AS_PATTERN = re.compile(textrules.RUN_AS_PATTERN)
 # Variables that carry the daemon's secrets: never passed through to tasks.
 DAEMON_SECRETS = frozenset({"DATABASE_URL", "JWT_SECRET", "RABBITMQ_URL", "REDIS_URL"})
 
@@ -330,7 +328,7 @@ class WorkerSettings(Section):
     @field_validator("run_as")
     @classmethod
     def _user_spec(cls, value: str | None) -> str | None:
-        if value is not None and not RUN_AS_PATTERN.match(value):
+        if value is not None and not RUN_AS_PATTERN.search(value):
             raise ValueError(f"{value!r} is not user or user:group")
         return value
 
@@ -338,7 +336,7 @@ class WorkerSettings(Section):
     @classmethod
     def _user_specs(cls, value: list[str]) -> list[str]:
         for item in value:
-            if not RUN_AS_PATTERN.match(item):
+            if not RUN_AS_PATTERN.search(item):
                 raise ValueError(f"{item!r} is not user or user:group")
         return value
 

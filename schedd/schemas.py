@@ -7,16 +7,17 @@ instead of a silently ignored value.
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,7 +29,6 @@ from schedd.bounds import (
     check_arguments,
     check_metadata,
 )
-from schedd.configsections import RUN_AS_PATTERN
 from schedd.errors import InvalidInput
 from schedd.models import (
     ConcurrencyPolicy,
@@ -37,6 +37,15 @@ from schedd.models import (
     Priority,
     Task,
     TaskStatus,
+)
+from schedd.textrules import (
+    ENV_NAME_PATTERN,
+    NAME_PATTERN,
+    RUN_AS_PATTERN,
+    TAG_PATTERN,
+    WORKING_DIR_PATTERN,
+    check_name,
+    matches,
 )
 
 T = TypeVar("T")
@@ -64,22 +73,77 @@ class ErrorBody(BaseModel):
     field: str | None = None
 
 
-def _check_name(value: str) -> str:
-    if value != value.strip():
-        raise ValueError("must not start or end with whitespace")
-    if not value:
-        raise ValueError("must not be empty")
-    if value.isdigit():
-        raise ValueError("must not be only digits (digits refer to task ids)")
-    if any(unicodedata.category(ch).startswith("C") for ch in value):
-        raise ValueError("must not contain control characters")
+def _published(**keywords: Any) -> Any:
+    """JSON Schema keywords for the OpenAPI document that a validator of the model
+    enforces (with a message in words), from the same rule."""
+    return Field(json_schema_extra=keywords)
+
+
+MAX_ID = 2_147_483_647  # ids are 32-bit integers in PostgreSQL
+MAX_TAG = 64
+Tag = Annotated[str, _published(pattern=TAG_PATTERN, minLength=1, maxLength=MAX_TAG)]
+
+
+def _json_number(value: Any, kind: str = "an integer") -> Any:
+    # Pydantic would take true as 1 and "5" as 5: the schema says number.
+    if isinstance(value, bool | str | bytes):
+        raise ValueError(f"must be {kind} (a JSON number), not {type(value).__name__}")
     return value
+
+
+INTEGERS = frozenset(
+    {"retry_count", "timeout_seconds", "memory_max_mb", "pids_max", "current_task_count"}
+    | {"ttl_seconds"}
+)
+NUMBERS = (
+    "retry_count",
+    "retry_delay_seconds",
+    "timeout_seconds",
+    "memory_max_mb",
+    "cpu_max",
+    "pids_max",
+    "current_task_count",
+    "load_average",
+    "memory_usage",
+    "cpu_usage",
+    "ttl_seconds",
+)
+
+
+def _json_numbers(value: Any, info: ValidationInfo) -> Any:
+    """Numbers as JSON Schema has them (3.0 is an integer, true and "3" are no
+    numbers), for a field_validator(mode="before") of the NUMBERS of a model."""
+    if value is None:
+        return None
+    return _json_number(value, "an integer" if info.field_name in INTEGERS else "a number")
+
+
+TaskId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_json_number)]
+
+
+def _iso_datetime(value: Any) -> Any:
+    # Pydantic reads a number (or a numeric string) as a Unix time: refuse it, the
+    # schema says date-time.
+    if isinstance(value, str) and re.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        return value
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("expected an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+
+
+def _check_name(value: str) -> str:
+    return check_name(value)
 
 
 def _check_tags(values: list[str]) -> list[str]:
     for tag in values:
-        if not tag or len(tag) > 64 or tag != tag.strip() or "," in tag:
-            raise ValueError(f"tag {tag!r} must be 1-64 characters, no comma or outer spaces")
+        if len(tag) > MAX_TAG or not matches(TAG_PATTERN, tag):
+            raise ValueError(
+                f"tag {tag!r} must be 1-{MAX_TAG} characters, no comma, newline or outer spaces"
+            )
     return list(dict.fromkeys(values))
 
 
@@ -87,7 +151,10 @@ MAX_MEMORY_MB = 1 << 22  # 4 TiB
 MAX_ENV_VARS = 100
 MAX_ENV_NAME = 128
 MAX_ENV_BYTES = 65_536
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENVIRONMENT_SCHEMA: dict[str, Any] = {
+    "maxProperties": MAX_ENV_VARS,
+    "propertyNames": {"pattern": ENV_NAME_PATTERN, "maxLength": MAX_ENV_NAME},
+}
 
 
 def _check_environment(values: dict[str, str]) -> dict[str, str]:
@@ -96,13 +163,13 @@ def _check_environment(values: dict[str, str]) -> dict[str, str]:
         raise ValueError(f"at most {MAX_ENV_VARS} variables")
     total = 0
     for name, value in values.items():
-        if not _ENV_NAME.match(name) or len(name) > MAX_ENV_NAME:
+        if name.startswith("SCHED_"):
+            raise ValueError(f"{name}: SCHED_* names are the run's own variables")
+        if not matches(ENV_NAME_PATTERN, name) or len(name) > MAX_ENV_NAME:
             raise ValueError(
                 f"{name[:40]!r} is not a variable name (letters, digits, _; not starting "
                 f"with a digit; at most {MAX_ENV_NAME} characters)"
             )
-        if name.startswith("SCHED_"):
-            raise ValueError(f"{name}: SCHED_* names are the run's own variables")
         if "\0" in value:
             raise ValueError(f"{name}: the value contains a NUL character")
         total += len(name.encode()) + len(value.encode()) + 2
@@ -114,8 +181,8 @@ def _check_environment(values: dict[str, str]) -> dict[str, str]:
 def _check_working_dir(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError("must be an absolute path")
-    if "\0" in value or any(part in (".", "..") for part in value.split("/")):
-        raise ValueError("must be a plain absolute path (no NUL, no . or .. parts)")
+    if not matches(WORKING_DIR_PATTERN, value):
+        raise ValueError("must be a plain absolute path (no NUL or newline, no . or .. parts)")
     return value
 
 
@@ -127,6 +194,13 @@ NOTIFY_DOC = (
 )
 
 
+NOTIFY_KEYS = (
+    *("failed", "recovered", "succeeded", "missed", "long_running", "absent"),
+    *("warn_after_seconds", "expect_every", "grace"),
+)
+NOTIFY_SCHEMA: dict[str, Any] = {"propertyNames": {"enum": list(NOTIFY_KEYS)}}
+
+
 def check_notify(value: dict[str, Any]) -> dict[str, Any]:
     """A task's ``notify`` rules, normalised; ValueError naming the bad key."""
     from schedd.alerts.rules import parse_rules
@@ -136,6 +210,8 @@ def check_notify(value: dict[str, Any]) -> dict[str, Any]:
 
 class _TaskFields(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    _numbers = field_validator(*NUMBERS[:6], mode="before", check_fields=False)(_json_numbers)
 
     @field_validator("name", check_fields=False)
     @classmethod
@@ -165,7 +241,7 @@ class _TaskFields(BaseModel):
     @field_validator("run_as", check_fields=False)
     @classmethod
     def _run_as(cls, value: str | None) -> str | None:
-        if value is not None and not RUN_AS_PATTERN.match(value):
+        if value is not None and not matches(RUN_AS_PATTERN, value):
             raise ValueError("must be user or user:group (names or numbers)")
         return value
 
@@ -207,7 +283,7 @@ class TaskCreate(_TaskFields):
             return {k: v for k, v in data.items() if k not in READ_ONLY_TASK_FIELDS}
         return data
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": NAME_PATTERN})
     description: str = Field(default="", max_length=10_000)
     task_type: str | None = Field(default=None, min_length=1, max_length=64)
     executor: Executor = Executor.shell
@@ -224,37 +300,56 @@ class TaskCreate(_TaskFields):
     status: TaskStatus = TaskStatus.active
     concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.allow
     misfire_policy: MisfirePolicy = MisfirePolicy.fire_once
-    dependencies: list[int] = Field(default_factory=list, max_length=100)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    dependencies: list[TaskId] = Field(default_factory=list, max_length=100)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict, description=METADATA_DOC)
     environment: dict[str, str] = Field(
         default_factory=dict,
-        description="Variables added to the run's environment (beside the allowlist).",
+        description="Variables added to the run's environment (beside the allowlist); "
+        f"names and values at most {MAX_ENV_BYTES} bytes together, values without NUL.",
+        json_schema_extra=ENVIRONMENT_SCHEMA,
     )
     run_as: str | None = Field(
         default=None,
         max_length=65,
         description="user[:group] runs execute as; one of the worker's allowed_run_as.",
+        json_schema_extra={"pattern": RUN_AS_PATTERN},
     )
     working_dir: str | None = Field(
-        default=None, max_length=4096, description="Absolute directory runs start in."
+        default=None,
+        max_length=4096,
+        description="Absolute directory runs start in.",
+        json_schema_extra={"pattern": WORKING_DIR_PATTERN},
     )
     memory_max_mb: int | None = Field(
-        default=None, ge=4, le=MAX_MEMORY_MB, description="Memory limit of a run (MB)."
+        default=None,
+        ge=4,
+        le=MAX_MEMORY_MB,
+        description="Memory limit of a run (MB).",
     )
     cpu_max: float | None = Field(
-        default=None, gt=0, le=1024, description="CPU limit of a run, in cores (0.5: half)."
+        default=None,
+        gt=0,
+        le=1024,
+        description="CPU limit of a run, in cores (0.5: half).",
     )
     pids_max: int | None = Field(
-        default=None, ge=1, le=4_194_304, description="Most processes and threads at once."
+        default=None,
+        ge=1,
+        le=4_194_304,
+        description="Most processes and threads at once.",
     )
-    notify: dict[str, Any] = Field(default_factory=dict, description=NOTIFY_DOC)
+    notify: dict[str, Any] = Field(
+        default_factory=dict, description=NOTIFY_DOC, json_schema_extra=NOTIFY_SCHEMA
+    )
 
 
 class TaskUpdate(_TaskFields):
     """Body of PATCH/PUT /api/tasks/{id}: only the fields given change."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(
+        default=None, min_length=1, max_length=200, json_schema_extra={"pattern": NAME_PATTERN}
+    )
     description: str | None = Field(default=None, max_length=10_000)
     task_type: str | None = Field(default=None, min_length=1, max_length=64)
     executor: Executor | None = None
@@ -271,16 +366,22 @@ class TaskUpdate(_TaskFields):
     status: TaskStatus | None = None
     concurrency_policy: ConcurrencyPolicy | None = None
     misfire_policy: MisfirePolicy | None = None
-    dependencies: list[int] | None = Field(default=None, max_length=100)
-    tags: list[str] | None = Field(default=None, max_length=50)
+    dependencies: list[TaskId] | None = Field(default=None, max_length=100)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     metadata: dict[str, Any] | None = Field(default=None, description=METADATA_DOC)
-    environment: dict[str, str] | None = None
-    run_as: str | None = Field(default=None, max_length=65)
-    working_dir: str | None = Field(default=None, max_length=4096)
+    environment: dict[str, str] | None = Field(default=None, json_schema_extra=ENVIRONMENT_SCHEMA)
+    run_as: str | None = Field(
+        default=None, max_length=65, json_schema_extra={"pattern": RUN_AS_PATTERN}
+    )
+    working_dir: str | None = Field(
+        default=None, max_length=4096, json_schema_extra={"pattern": WORKING_DIR_PATTERN}
+    )
     memory_max_mb: int | None = Field(default=None, ge=4, le=MAX_MEMORY_MB)
     cpu_max: float | None = Field(default=None, gt=0, le=1024)
     pids_max: int | None = Field(default=None, ge=1, le=4_194_304)
-    notify: dict[str, Any] | None = Field(default=None, description=NOTIFY_DOC)
+    notify: dict[str, Any] | None = Field(
+        default=None, description=NOTIFY_DOC, json_schema_extra=NOTIFY_SCHEMA
+    )
 
 
 class TaskRead(BaseModel):
@@ -415,6 +516,8 @@ class HeartbeatIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    _numbers = field_validator(*NUMBERS[6:10], mode="before")(_json_numbers)
+
     current_task_count: int = Field(default=0, ge=0, le=100_000)
     load_average: float | None = Field(default=None, ge=0)
     memory_usage: float | None = Field(default=None, ge=0)
@@ -434,6 +537,7 @@ SCOPES = (
     "system.read",
     "system.write",
 )
+Scope = Annotated[str, _published(enum=list(SCOPES))]
 
 
 class TriggerIn(BaseModel):
@@ -457,8 +561,8 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    scopes: list[str] = Field(default_factory=list, max_length=len(SCOPES))
-    expires_at: datetime | None = None
+    scopes: list[Scope] = Field(default_factory=list, max_length=len(SCOPES))
+    expires_at: IsoDateTime | None = None
 
     @field_validator("scopes")
     @classmethod
@@ -493,7 +597,10 @@ class TokenCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scopes: list[str] | None = Field(default=None, max_length=len(SCOPES))
+    scopes: list[Scope] | None = Field(default=None, max_length=len(SCOPES))
+    _numbers = field_validator("ttl_seconds", mode="before")(_json_numbers)
+
+    # The maximum published is auth.token_ttl_seconds (schedd/api/openapi.py).
     ttl_seconds: int | None = Field(default=None, ge=1, le=31_536_000)
 
     @field_validator("scopes")

@@ -17,6 +17,7 @@ from schedd.api import (
     docs,
     errors,
     guards,
+    openapi,
     routes_auth,
     routes_notify,
     routes_runs,
@@ -133,6 +134,7 @@ def create_app(
     )
     errors.install(app)
     docs.install(app)
+    openapi.install(app, settings)
     for module in (
         routes_system,
         routes_tasks,

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from schedd.schemas import MAX_ID, IsoDateTime
 from schedd.services.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-MAX_ID = 2_147_483_647  # ids are 32-bit integers in PostgreSQL
+__all__ = ["MAX_ID", "After", "Before", "IsoDateTime", "KeyId", "PageNo", "PageSize", "RunId"]
 
 PageNo = Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")]
 PageSize = Annotated[
@@ -22,3 +23,5 @@ PageSize = Annotated[
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="Run id.")]
 KeyId = Annotated[int, Path(ge=1, le=MAX_ID, description="API key id.")]
 WorkerId = Annotated[str, Path(min_length=1, max_length=200, description="Worker id.")]
+After = Annotated[IsoDateTime | None, Query(description="At or after (ISO 8601).")]
+Before = Annotated[IsoDateTime | None, Query(description="Until (ISO 8601).")]

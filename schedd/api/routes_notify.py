@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Path, Query
 
@@ -37,7 +37,8 @@ def deliveries(
     size: PageSize = 50,
     task: Annotated[str | None, Query(max_length=200, description="Task id or name.")] = None,
     status: Annotated[
-        str | None, Query(max_length=16, description="pending, sent, failed or digested.")
+        Literal["pending", "sent", "failed", "digested"] | None,
+        Query(description="Deliveries in this state."),
     ] = None,
     channel: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[DeliveryRead]:

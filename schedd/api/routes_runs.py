@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import partial
 from typing import Annotated
 
@@ -10,14 +9,15 @@ from fastapi import Query
 
 from schedd.api.deps import DbSession, Router, State, TaskExecutor, TaskReader, after_commit
 from schedd.api.errors import ERROR_RESPONSES
-from schedd.api.params import PageNo, PageSize, RunId
+from schedd.api.params import IsoDateTime, PageNo, PageSize, RunId
 from schedd.models import RunStatus
 from schedd.schemas import OutputRead, Page, RunRead
 from schedd.services import output, runs
 
 router = Router(tags=["runs"], responses=ERROR_RESPONSES)
 
-MAX_OFFSET = 2**53
+# Stored offsets are 32-bit integers (and output is capped far below that).
+MAX_OFFSET = 2**31 - 1
 
 
 @router.get("/api/runs", name="run.list")
@@ -29,7 +29,7 @@ def list_runs(
     status: RunStatus | None = None,
     task: Annotated[str | None, Query(max_length=200, description="Task id or name.")] = None,
     worker: Annotated[str | None, Query(max_length=200, description="Worker id.")] = None,
-    since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
+    since: Annotated[IsoDateTime | None, Query(description="Created at or after.")] = None,
 ) -> Page[RunRead]:
     return runs.list_runs(
         session, status=status, task=task, worker=worker, since=since, page=page, size=size

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Query, Response
@@ -12,11 +11,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from schedd.api.deps import DbSession, Router, State, SystemReader, metrics_guard
 from schedd.api.errors import ERROR_RESPONSES
 from schedd.api.health import check_health
-from schedd.api.params import PageNo, PageSize
+from schedd.api.params import After, Before, PageNo, PageSize
 from schedd.errors import NotFound
 from schedd.metrics import exposition
 from schedd.schemas import AuditRead, HealthRead, Page, StatsRead, SystemLogRead
 from schedd.services import system
+from schedd.textrules import LEVEL_PATTERN
 
 router = Router(tags=["system"], responses=ERROR_RESPONSES)
 
@@ -59,10 +59,17 @@ def logs(
     _: SystemReader,
     page: PageNo = 1,
     size: PageSize = 50,
-    level: Annotated[str | None, Query(max_length=16, description="At or above.")] = None,
+    level: Annotated[
+        str | None,
+        Query(
+            max_length=16,
+            description="At or above: debug, info, warning, error or critical (any case).",
+            json_schema_extra={"pattern": LEVEL_PATTERN},
+        ),
+    ] = None,
     component: Annotated[str | None, Query(max_length=64)] = None,
-    start_time: datetime | None = None,
-    end_time: datetime | None = None,
+    start_time: After = None,
+    end_time: Before = None,
 ) -> Page[SystemLogRead]:
     return system.list_logs(
         session,
@@ -85,8 +92,8 @@ def audit_log(
     action: Annotated[str | None, Query(max_length=64)] = None,
     target: Annotated[str | None, Query(max_length=200)] = None,
     outcome: Annotated[str | None, Query(max_length=32)] = None,
-    start_time: datetime | None = None,
-    end_time: datetime | None = None,
+    start_time: After = None,
+    end_time: Before = None,
 ) -> Page[AuditRead]:
     return system.list_audit(
         session,

@@ -96,6 +96,9 @@ def _omitted(count: int, before: str) -> str:
     return f"{lead}[... {count} bytes omitted ...]\n"
 
 
+MAX_OFFSET = 2**31 - 1
+
+
 def read(
     session: Session, run_id: int, offset: int = 0, *, limit: int = DEFAULT_READ_LIMIT
 ) -> OutputSlice:
@@ -117,9 +120,11 @@ def read(
     if status is None:
         raise NotFound(f"run {run_id} not found")
     ended = RunStatus(status).terminal
+    # Stored offsets are 32-bit: a larger one (past any output) must not reach
+    # PostgreSQL as a value its column type cannot hold.
     start_seq = session.execute(
         sa.select(sa.func.max(output_table.c.seq)).where(
-            output_table.c.run_id == run_id, output_table.c.offset <= offset
+            output_table.c.run_id == run_id, output_table.c.offset <= min(offset, MAX_OFFSET)
         )
     ).scalar_one_or_none()
     query = sa.select(output_table.c.offset, output_table.c.data).where(

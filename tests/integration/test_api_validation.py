@@ -193,3 +193,37 @@ def test_an_update_that_puts_credentials_in_an_http_url_is_422(api: ApiEnv) -> N
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "command"
     assert _snapshot(api) == before
+
+
+def test_an_output_offset_past_any_output_is_read_not_a_database_error(api: ApiEnv) -> None:
+    """Offsets are stored as 32-bit integers: PostgreSQL refused a larger one (found by
+    schemathesis); the largest the API takes reads nothing, one more is 422."""
+    task = api.client.post("/api/tasks", json=task_body("out"), headers=api.admin).json()
+    run = api.client.post(f"/api/tasks/{task['id']}/trigger", headers=api.admin).json()
+    path = f"/api/runs/{run['id']}/output"
+    response = api.client.get(f"{path}?offset={2**31 - 1}", headers=api.admin)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == ""
+    response = api.client.get(f"{path}?offset={2**31}", headers=api.admin)
+    assert response.status_code == 422 and response.json()["field"] == "offset"
+
+
+def test_numbers_are_json_numbers(api: ApiEnv) -> None:
+    """true and "3" are not numbers (Pydantic would take them as 1 and 3); 3.0 is an
+    integer, as JSON Schema has it."""
+    for field, value in [("retry_count", True), ("retry_count", "3"), ("cpu_max", False)]:
+        response = api.client.post(
+            "/api/tasks", json=task_body(**{field: value}), headers=api.admin
+        )
+        assert response.status_code == 422, (field, value)
+        assert response.json()["field"] == field
+    response = api.client.post("/api/tasks", json=task_body(retry_count=3.0), headers=api.admin)
+    assert response.status_code == 201 and response.json()["retry_count"] == 3
+
+
+@pytest.mark.parametrize("query", ["since=1700000000", "since=0.5", "since=true"])
+def test_a_number_is_not_a_date_time(api: ApiEnv, query: str) -> None:
+    response = api.client.get(f"/api/runs?{query}", headers=api.admin)
+    assert response.status_code == 422 and response.json()["field"] == "since"
+    iso = api.client.get("/api/runs?since=2026-01-01T00:00:00Z", headers=api.admin)
+    assert iso.status_code == 200
