@@ -68,12 +68,13 @@ def _any_case(word: str) -> str:
     return "".join(f"[{c.upper()}{c}]" for c in word)
 
 
-# A log level as the service reads it: any case, surrounding whitespace ignored.
+# A log level as the service reads it: any case, surrounding whitespace ignored; empty
+# is no filter.
 LEVEL_PATTERN = (
-    rf"^(?!.*\n)[{SPACE_CLASS}]*"
+    rf"^(?!.*\n)(?:[{SPACE_CLASS}]*"
     + "(?:"
     + "|".join(_any_case(w) for w in ("debug", "info", "warning", "error", "critical"))
-    + rf")[{SPACE_CLASS}]*$"
+    + rf")[{SPACE_CLASS}]*)?$"
 )
 
 

@@ -64,6 +64,8 @@ def test_a_name_is_accepted_exactly_when_the_published_pattern_matches(name: str
         (textrules.LEVEL_PATTERN, "WARNING", True),
         (textrules.LEVEL_PATTERN, " info ", True),
         (textrules.LEVEL_PATTERN, "loud", False),
+        (textrules.LEVEL_PATTERN, "", True),
+        (textrules.LEVEL_PATTERN, "  ", False),
         (textrules.LEVEL_PATTERN, "info\n", False),
         (textrules.WORKING_DIR_PATTERN, "/srv/app", True),
         (textrules.WORKING_DIR_PATTERN, "/srv/../etc", False),
