@@ -68,9 +68,9 @@ class Chart:
 def _nice_max(value: float) -> float:
     if value <= 0:
         return 1
-    for step in (1, 2, 5):
-        for power in range(0, 12):
-            candidate = step * 10**power
+    for power in range(-2, 13):
+        for step in (1, 2, 5):
+            candidate = step * 10.0**power
             if candidate >= value:
                 return candidate
     return value

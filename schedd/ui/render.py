@@ -85,6 +85,11 @@ def duration(seconds: float | None, precise: bool = True) -> str:
     return f"{hours // 24} d {hours % 24} h"
 
 
+def sentence(text: str) -> str:
+    """``text`` with its first letter upper case (Jinja's capitalize lowers the rest)."""
+    return text[:1].upper() + text[1:]
+
+
 def is_active(status: str) -> bool:
     return status in {s.value for s in ACTIVE_RUN_STATUSES}
 
@@ -96,7 +101,7 @@ env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-env.filters.update(iso=iso, when=when, ago=ago, duration=duration)
+env.filters.update(iso=iso, when=when, ago=ago, duration=duration, sentence=sentence)
 env.globals.update(
     static_url=static_url,
     version=__version__,

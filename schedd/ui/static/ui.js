@@ -1,18 +1,20 @@
 // sched dashboard: progressive enhancement only. Every page works without this file.
 "use strict";
 
-// Times marked data-local are shown in the viewer's own time zone.
+// Times marked data-local are shown in the viewer's own time zone, in the same
+// "YYYY-MM-DD HH:MM:SS ZONE" form as the server's times.
 function localiseTimes(root) {
-  const format = new Intl.DateTimeFormat(undefined, {
-    year: "numeric", month: "2-digit", day: "2-digit",
-    hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
+  const format = new Intl.DateTimeFormat("en-CA", {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", hourCycle: "h23", timeZoneName: "short",
   });
   for (const el of root.querySelectorAll("time[data-local]")) {
     const when = new Date(el.getAttribute("datetime"));
-    if (!Number.isNaN(when.getTime())) {
-      el.title = el.textContent;
-      el.textContent = format.format(when);
-    }
+    if (Number.isNaN(when.getTime())) continue;
+    const part = Object.fromEntries(format.formatToParts(when).map((p) => [p.type, p.value]));
+    el.title = el.textContent;
+    el.textContent = `${part.year}-${part.month}-${part.day} ` +
+      `${part.hour}:${part.minute}:${part.second} ${part.timeZoneName}`;
   }
 }
 
