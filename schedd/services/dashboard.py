@@ -8,14 +8,17 @@ limit, so a page stays fast with a million runs in the database.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from schedd.models import Lease, RunStatus, Task, TaskDependency, TaskRun, TaskStatus, Trigger
+from schedd.models import Lease, RunStatus, Task, TaskDependency, TaskRun, TaskStatus
 from schedd.types import utcnow
 
 runs = TaskRun.__table__  # type: ignore[attr-defined]
@@ -24,6 +27,28 @@ deps = TaskDependency.__table__  # type: ignore[attr-defined]
 leases = Lease.__table__  # type: ignore[attr-defined]
 
 FAILED = (RunStatus.failed.value, RunStatus.timeout.value, RunStatus.lost.value)
+_FAILED_LITERAL = sa.text("task_runs.status IN (" + ", ".join(f"'{v}'" for v in FAILED) + ")")
+# Counts of past hours and the tags in use are kept this long per database (in this
+# process): an overview every few seconds must not count a day of runs each time.
+PAST_HOURS_SECONDS = 300.0
+TAGS_SECONDS = 60.0
+_cache: dict[tuple[str, ...], tuple[float, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(key: tuple[str, ...], seconds: float) -> Any:
+    with _cache_lock:
+        entry = _cache.get(key)
+    if entry is not None and time.monotonic() - entry[0] < seconds:
+        return entry[1]
+    return None
+
+
+def _keep(key: tuple[str, ...], value: Any) -> None:
+    with _cache_lock:
+        _cache[key] = (time.monotonic(), value)
+
+
 MAX_STRIP = 20
 MAX_TIMELINE_RUNS = 500
 
@@ -46,14 +71,8 @@ class HourCounts:
         return sum(self.by_status.values())
 
 
-def runs_per_hour(
-    session: Session, hours: int = 24, now: datetime | None = None
-) -> list[HourCounts]:
-    """Runs created in each of the last ``hours`` whole hours (the current one last),
-    by status. One grouped query over the created_at index."""
-    now = now or utcnow()
-    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    start = end - timedelta(hours=hours)
+def _count_hours(session: Session, start: datetime, hours: int) -> list[HourCounts]:
+    end = start + timedelta(hours=hours)
     if session.get_bind().dialect.name == "postgresql":
         bucket: sa.ColumnElement[float] = sa.func.floor(
             sa.extract("epoch", runs.c.created_at - sa.literal(start)) / 3600
@@ -74,6 +93,26 @@ def runs_per_hour(
     return result
 
 
+def runs_per_hour(
+    session: Session, hours: int = 24, now: datetime | None = None, *, cached: bool = True
+) -> list[HourCounts]:
+    """Runs created in each of the last ``hours`` whole hours (the current one last),
+    by their current status: grouped queries over the created_at index. The current
+    hour is counted on every call; the earlier hours at most every
+    ``PAST_HOURS_SECONDS`` (``cached``), so a run of an earlier hour that ends shows
+    its outcome there within minutes."""
+    now = now or utcnow()
+    current = now.replace(minute=0, second=0, microsecond=0)
+    start = current - timedelta(hours=hours - 1)
+    key = ("hours", str(session.get_bind().engine.url), start.isoformat(), str(hours))
+    past: list[HourCounts] | None = _cached(key, PAST_HOURS_SECONDS) if cached else None
+    if past is None:
+        past = _count_hours(session, start, hours - 1)
+        if cached:
+            _keep(key, past)
+    return [*past, *_count_hours(session, current, 1)]
+
+
 @dataclass(frozen=True)
 class FailingTask:
     task_id: int
@@ -89,7 +128,8 @@ def failing_tasks(
     limit: int = 10,
     now: datetime | None = None,
 ) -> list[FailingTask]:
-    """Tasks with failed, timed-out or lost runs in the window, most failures first."""
+    """Tasks with runs that failed, timed out or were lost (ended) in the window, most
+    failures first."""
     now = now or utcnow()
     start = now - since
     counted = (
@@ -99,7 +139,10 @@ def failing_tasks(
             sa.func.max(runs.c.completed_at).label("last_failure"),
             sa.func.max(runs.c.id).label("last_run_id"),
         )
-        .where(runs.c.created_at >= start, runs.c.status.in_(FAILED))
+        # Matches the partial index of retry candidates (completed_at of failed,
+        # timed-out and lost runs): only the failures are read, not the day's runs.
+        # (literal values: SQLite proves a partial index only against constants).
+        .where(runs.c.completed_at >= start, _FAILED_LITERAL)
         .group_by(runs.c.task_id)
         .subquery()
     )
@@ -324,12 +367,9 @@ def scheduler_health(
             tasks.c.next_run_at < now - timedelta(seconds=grace_seconds),
         )
     ).scalar_one()
-    last_fire = session.execute(
-        sa.select(runs.c.created_at)
-        .where(runs.c.trigger == Trigger.schedule.value)
-        .order_by(runs.c.created_at.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    # The tasks' newest fire time (written by every scheduled fire): a bounded read of
+    # the tasks table, where the runs table would have to be searched by trigger.
+    last_fire = session.execute(sa.select(sa.func.max(tasks.c.last_run_at))).scalar_one_or_none()
     lease = session.execute(
         sa.select(leases.c.holder, leases.c.expires_at).where(leases.c.name == "scheduler")
     ).first()
@@ -342,12 +382,18 @@ def scheduler_health(
 
 
 def tags_in_use(session: Session, limit: int = 200) -> list[str]:
-    """Distinct task tags for the filter list, read from a bounded sample of tasks."""
+    """Distinct task tags for the filter list, read from a bounded sample of tasks and
+    kept for ``TAGS_SECONDS``."""
+    key = ("tags", str(session.get_bind().engine.url))
+    found: list[str] | None = _cached(key, TAGS_SECONDS)
+    if found is not None:
+        return found
     rows = session.execute(sa.select(tasks.c.tags).limit(5000)).scalars()
     seen: set[str] = set()
     for tags in rows:
-        for tag in tags or ():
-            seen.add(tag)
-            if len(seen) >= limit:
-                return sorted(seen)
-    return sorted(seen)
+        seen.update(tags or ())
+        if len(seen) >= limit:
+            break
+    found = sorted(seen)[:limit]
+    _keep(key, found)
+    return found

@@ -187,9 +187,7 @@ def finished(s: Session, status: str) -> bool:
 
 def api(server: Server) -> httpx.Client:
     key = (server.data_dir / "admin.key").read_text().strip()
-    return httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-    )
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 def make(client: httpx.Client, name: str, command: str, **fields: Any) -> int:
@@ -220,8 +218,14 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
 def test_an_operator_works_through_the_dashboard(session: Session) -> None:
     server = session.server
     with api(server) as client:
-        extract = make(client, "extract", "echo rows", schedule="0 */15 * * * *",
-                       timezone="Europe/Berlin", tags=["etl"])
+        extract = make(
+            client,
+            "extract",
+            "echo rows",
+            schedule="0 */15 * * * *",
+            timezone="Europe/Berlin",
+            tags=["etl"],
+        )
         greet = make(
             client,
             "greet",
@@ -284,8 +288,9 @@ def test_an_operator_works_through_the_dashboard(session: Session) -> None:
     s.press("Trigger now")
     s.wait(lambda: "/ui/runs/" in s.driver.current_url, what="the run page")
     seen_live = s.wait(
-        lambda: "tick 1" in s.find("#output").text
-        and s.find("#run-status").text.strip() == "running",
+        lambda: (
+            "tick 1" in s.find("#output").text and s.find("#run-status").text.strip() == "running"
+        ),
         what="output while the run is running",
     )
     assert seen_live
