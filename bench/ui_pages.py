@@ -53,7 +53,7 @@ _COLUMNS = (
     " exit_code, trigger, task_type, priority, retry_count, claim, cancel_requested,"
     " output_bytes"
 )
-_TASK = "CASE WHEN g % 10 = 0 THEN 1 ELSE 1 + (g * 7919) % :tasks END"
+_TASK = "CASE WHEN g % 10 = 0 THEN 1 ELSE 1 + (g * 7919) % :tasks END"  # g is bigint
 _TOOK = "(0.05 + (g * 37 % 3000) / 100.0)"
 _AT = ":now - :span * (1 - g * 1.0 / :n)"  # epoch seconds of run g's creation
 RUNS_SQL = {
@@ -65,7 +65,7 @@ RUNS_SQL = {
                CASE WHEN s = 'running' THEN NULL ELSE {_TOOK} END,
                CASE WHEN s = 'running' THEN NULL WHEN s = 'completed' THEN 0 ELSE 1 END,
                'manual', 'shell', 1, 0, 1, false, 0
-        FROM (SELECT g, {_STATUS} AS s FROM generate_series(1, :n) AS g) AS gen
+        FROM (SELECT g, {_STATUS} AS s FROM generate_series(1::bigint, :n) AS g) AS gen
     """,
     "sqlite": f"""
         INSERT INTO task_runs ({_COLUMNS})
@@ -239,6 +239,8 @@ def signed_in(url: str, key: str) -> httpx.Client:
 
 def pages(ids: dict[str, int]) -> list[tuple[str, str]]:
     return [
+        # The API's own list of tasks, for scale: measured in the same rounds.
+        ("API GET /api/tasks (reference)", "/api/tasks?size=50"),
         ("overview", "/ui/"),
         ("tasks", "/ui/tasks"),
         ("tasks ?q=", "/ui/tasks?q=task-012"),
@@ -254,7 +256,10 @@ def pages(ids: dict[str, int]) -> list[tuple[str, str]]:
     ]
 
 
-def measure(client: httpx.Client, targets: list[tuple[str, str]], rounds: int) -> dict[str, Any]:
+def measure(
+    client: httpx.Client, targets: list[tuple[str, str]], rounds: int, key: str
+) -> dict[str, Any]:
+    client.headers["Authorization"] = f"Bearer {key}"  # for the API reference only
     for _, path in targets:  # warm-up: templates compiled, caches filled
         for _ in range(2):
             response = client.get(path)
@@ -288,7 +293,7 @@ def main() -> None:
             with serving(db, f"/tmp/sched-bench-ui-{backend}") as url:
                 client = signed_in(url, key)
                 try:
-                    found = measure(client, pages(ids), args.rounds)
+                    found = measure(client, pages(ids), args.rounds, key)
                 finally:
                     client.close()
             results[backend] = found

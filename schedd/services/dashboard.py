@@ -32,6 +32,7 @@ _FAILED_LITERAL = sa.text("task_runs.status IN (" + ", ".join(f"'{v}'" for v in 
 # process): an overview every few seconds must not count a day of runs each time.
 PAST_HOURS_SECONDS = 300.0
 TAGS_SECONDS = 60.0
+FAILING_SECONDS = 30.0
 _cache: dict[tuple[str, ...], tuple[float, Any]] = {}
 _cache_lock = threading.Lock()
 
@@ -127,11 +128,22 @@ def failing_tasks(
     since: timedelta = timedelta(hours=24),
     limit: int = 10,
     now: datetime | None = None,
+    *,
+    cached: bool = True,
 ) -> list[FailingTask]:
     """Tasks with runs that failed, timed out or were lost (ended) in the window, most
-    failures first."""
+    failures first; kept ``FAILING_SECONDS`` per process (``cached``)."""
     now = now or utcnow()
-    start = now - since
+    key = ("failing", str(session.get_bind().engine.url), str(since), str(limit))
+    found: list[FailingTask] | None = _cached(key, FAILING_SECONDS) if cached else None
+    if found is None:
+        found = _failing_tasks(session, now - since, limit)
+        if cached:
+            _keep(key, found)
+    return found
+
+
+def _failing_tasks(session: Session, start: datetime, limit: int) -> list[FailingTask]:
     counted = (
         sa.select(
             runs.c.task_id,
@@ -192,6 +204,24 @@ def recent_outcomes(
         found[row.task_id].append(Outcome(row.id, row.status, _aware(row.created_at)))  # type: ignore[arg-type]
     for items in found.values():
         items.sort(key=lambda o: o.run_id)
+    return found
+
+
+def running_runs(
+    session: Session, worker_ids: Sequence[str], limit: int = 500
+) -> dict[str, list[int]]:
+    """The ids of the runs each worker is running: one query over the running runs."""
+    found: dict[str, list[int]] = {worker_id: [] for worker_id in worker_ids}
+    if not worker_ids:
+        return found
+    rows = session.execute(
+        sa.select(runs.c.worker_id, runs.c.id)
+        .where(runs.c.status == RunStatus.running.value, runs.c.worker_id.in_(worker_ids))
+        .order_by(runs.c.id)
+        .limit(limit)
+    )
+    for worker_id, run_id in rows:
+        found[worker_id].append(run_id)
     return found
 
 

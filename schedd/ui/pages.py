@@ -14,7 +14,7 @@ from schedd import crontext
 from schedd.api.deps import DbSession, State
 from schedd.api.params import MAX_ID, PageNo, RunId
 from schedd.errors import InvalidInput
-from schedd.models import RunStatus, TaskStatus
+from schedd.models import TaskStatus
 from schedd.services import dashboard, output, runs, system, tasks, workers
 from schedd.types import utcnow
 from schedd.ui import charts
@@ -165,12 +165,9 @@ def run_output(
 def worker_list(session: DbSession, viewer: CurrentViewer, notice: Notice = None) -> HTMLResponse:
     viewer.require("worker.read")
     found = workers.list_workers(session, page=1, size=500)
-    running = {}
+    running: dict[str, list[int]] = {}
     if viewer.can("task.read"):
-        for worker in found.items:
-            running[worker.id] = runs.list_runs(
-                session, status=RunStatus.running.value, worker=worker.id, size=20
-            ).items
+        running = dashboard.running_runs(session, [w.id for w in found.items])
     return _page(viewer, "workers.html", notice, found=found, running=running)
 
 

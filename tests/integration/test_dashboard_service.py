@@ -84,7 +84,7 @@ def test_hours_failing_tasks_and_strips(db: Database) -> None:
             13: {"completed": 1, "failed": 1},
             10: {"timeout": 1},
         }
-        failing = dashboard.failing_tasks(session, now=NOW)
+        failing = dashboard.failing_tasks(session, now=NOW, cached=False)
         assert [(f.name, f.failures) for f in failing] == [("bad", 2)]
         strips = dashboard.recent_outcomes(session, [good, bad])
         assert len(strips[good]) == 20
