@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from schedd.models import Lease, RunStatus, Task, TaskDependency, TaskRun, TaskStatus
+from schedd.schemas import RunRead
+from schedd.services.paging import check_page
 from schedd.types import utcnow
 
 runs = TaskRun.__table__  # type: ignore[attr-defined]
@@ -223,6 +225,31 @@ def running_runs(
     for worker_id, run_id in rows:
         found[worker_id].append(run_id)
     return found
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """One page of runs, newest first, and whether an older page exists (no total:
+    counting a long history costs more than the page)."""
+
+    items: list[RunRead]
+    page: int
+    more: bool
+
+
+def task_history(session: Session, task_id: int, page: int = 1, size: int = 25) -> RunsPage:
+    check_page(page, size)
+    rows = list(
+        session.exec(
+            select(TaskRun)
+            .where(TaskRun.task_id == task_id)
+            .order_by(col(TaskRun.id).desc())
+            .offset((page - 1) * size)
+            .limit(size + 1)
+        )
+    )
+    items = [RunRead.model_validate(run) for run in rows[:size]]
+    return RunsPage(items, page, len(rows) > size)
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def task_page(
     now = utcnow()
     words = crontext.describe(task.schedule) if task.schedule else None
     fires = runs.next_fire_times(session, task.id, 10, now=now) if task.schedule else []
-    history = runs.task_runs(session, task.id, page=page_no, size=RUNS_PER_PAGE)
+    history = dashboard.task_history(session, task.id, page=page_no, size=RUNS_PER_PAGE)
     around = dashboard.neighbours(session, task.id)
     graph = (
         charts.dependency_graph(task.id, around) if around.upstream or around.downstream else None
@@ -120,7 +120,6 @@ def task_page(
         words=words,
         fires=fires,
         history=history,
-        pages=max((history.total + RUNS_PER_PAGE - 1) // RUNS_PER_PAGE, 1),
         chart=charts.durations(dashboard.durations(session, task.id), now),
         graph=graph,
         around=around,

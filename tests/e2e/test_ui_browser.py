@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -89,8 +89,8 @@ class Session:
         while True:
             try:
                 value = condition()
-            except StaleElementReferenceException:  # the page reloaded under us
-                value = None
+            except (StaleElementReferenceException, NoSuchElementException):
+                value = None  # the page is being (re)loaded under us
             if value:
                 return value
             assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
@@ -111,11 +111,18 @@ class Session:
 
     def button(self, label: str) -> WebElement:
         found = [b for b in self.all("button") if b.text.strip() == label]
-        assert found, f"no button {label!r} on {self.driver.current_url}"
+        if not found:
+            raise NoSuchElementException(f"no button {label!r} on {self.driver.current_url}")
         return found[0]
 
     def press(self, label: str) -> None:
-        self.button(label).click()
+        """Click the button ``label`` (again if the page changed under the click)."""
+
+        def click() -> bool:
+            self.button(label).click()
+            return True
+
+        self.wait(click, what=f"the button {label!r}")
         self.settle()
 
     def check_page(self, name: str) -> None:

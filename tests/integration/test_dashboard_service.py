@@ -91,6 +91,15 @@ def test_hours_failing_tasks_and_strips(db: Database) -> None:
         assert [o.run_id for o in strips[good]] == sorted(o.run_id for o in strips[good])
         assert [o.status for o in strips[bad]] == ["failed", "timeout", "failed"]
         assert dashboard.recent_outcomes(session, []) == {}
+        first = dashboard.task_history(session, good, page=1, size=20)
+        second = dashboard.task_history(session, good, page=2, size=20)
+        assert (len(first.items), first.more, len(second.items), second.more) == (
+            20,
+            True,
+            7,
+            False,
+        )
+        assert first.items[0].id > first.items[-1].id > second.items[0].id
 
 
 def test_retry_chain_neighbours_and_timeline(db: Database) -> None:
