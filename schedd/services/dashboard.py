@@ -219,11 +219,12 @@ def running_runs(
     rows = session.execute(
         sa.select(runs.c.worker_id, runs.c.id)
         .where(runs.c.status == RunStatus.running.value, runs.c.worker_id.in_(worker_ids))
-        .order_by(runs.c.id)
-        .limit(limit)
+        .limit(limit)  # no ORDER BY: SQLite would walk the whole table in id order
     )
     for worker_id, run_id in rows:
         found[worker_id].append(run_id)
+    for ids in found.values():
+        ids.sort()
     return found
 
 
