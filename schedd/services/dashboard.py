@@ -185,27 +185,24 @@ class Outcome:
     created_at: datetime
 
 
+_NEWEST = (
+    sa.select(runs.c.id, runs.c.status, runs.c.created_at)
+    .where(runs.c.task_id == sa.bindparam("task_id"))
+    .order_by(runs.c.id.desc())
+    .limit(sa.bindparam("count"))
+)
+
+
 def recent_outcomes(
     session: Session, task_ids: Sequence[int], count: int = MAX_STRIP
 ) -> dict[int, list[Outcome]]:
-    """The newest ``count`` runs of each task, oldest first: one statement, one indexed
-    range per task (task_id, id), however long each task's history is."""
-    found: dict[int, list[Outcome]] = {task_id: [] for task_id in task_ids}
-    if not task_ids:
-        return found
-    parts = [
-        sa.select(runs.c.task_id, runs.c.id, runs.c.status, runs.c.created_at)
-        .where(runs.c.task_id == task_id)
-        .order_by(runs.c.id.desc())
-        .limit(count)
-        .subquery()
-        for task_id in task_ids
-    ]
-    union = sa.union_all(*(sa.select(*p.c) for p in parts))
-    for row in session.execute(union):
-        found[row.task_id].append(Outcome(row.id, row.status, _aware(row.created_at)))  # type: ignore[arg-type]
-    for items in found.values():
-        items.sort(key=lambda o: o.run_id)
+    """The newest ``count`` runs of each task, oldest first: one indexed range per task
+    (task_id, id), however long each task's history is. One small statement compiled
+    once and run per task costs less than compiling a UNION of fifty of them."""
+    found: dict[int, list[Outcome]] = {}
+    for task_id in task_ids:
+        rows = session.execute(_NEWEST, {"task_id": task_id, "count": count}).all()
+        found[task_id] = [Outcome(r.id, r.status, _aware(r.created_at)) for r in reversed(rows)]  # type: ignore[arg-type]
     return found
 
 
