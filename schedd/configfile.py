@@ -27,7 +27,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
 from schedd.errors import ConfigError
-from schedd.redact import redact_url
+from schedd.redact import redact_url, redact_url_path
 
 ENV_PREFIX = "SCHEDD_"
 CONFIG_ENV = "SCHEDD_CONFIG"
@@ -384,10 +384,23 @@ def render(settings: BaseModel, *, redact: bool = True) -> str:
         for key, value in table.items():
             if isinstance(value, SecretStr):
                 table[key] = "***" if redact else value.get_secret_value()
-            elif redact and isinstance(value, str) and "://" in value:
-                table[key] = redact_url(value)
+            elif redact:
+                table[key] = _redacted(value)
         document[name] = table
     return tomli_w.dumps(document)
+
+
+def _redacted(value: Any, key: str = "") -> Any:
+    """``value`` with URL passwords masked; nested tables too, where a ``url`` (a
+    notification channel's: its path may be the credential) keeps only scheme and
+    host."""
+    if isinstance(value, dict):
+        return {k: _redacted(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url_path(value) if key == "url" else redact_url(value)
+    return value
 
 
 def show(value: Any, *, secret: bool = False) -> str:

@@ -57,3 +57,13 @@ def _redact_match(match: re.Match[str]) -> str:
     url = match.group(0)
     core = url.rstrip(".,:;)]")
     return redact_url(core) + url[len(core) :]
+
+
+def redact_url_path(url: str) -> str:
+    """``url`` as scheme and host only (``https://hooks.example.com/***``): for URLs
+    whose path is itself the credential, such as chat webhooks."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return MASK
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/{MASK}"

@@ -41,7 +41,7 @@ from schedd.executors.http import RequestFailed, pinned
 from schedd.executors.launch import launch_command
 from schedd.executors.netpolicy import OutboundPolicy
 from schedd.executors.process import inherited_environment
-from schedd.redact import redact_text
+from schedd.redact import redact_text, redact_url_path
 
 ALLOW_KEY = "notify.http_allow"
 SIGNATURE_HEADER = "X-Sched-Signature"
@@ -74,11 +74,7 @@ def channel_url(channel: ChannelSettings, env: Mapping[str, str] = os.environ) -
 def shown_url(url: str) -> str:
     """A channel URL as shown anywhere: scheme and host only (the path of a chat
     webhook is its secret)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "***"
-    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
-    return f"{scheme}://{host}/***"
+    return redact_url_path(url)
 
 
 def signature(secret: str, body: bytes) -> str:

@@ -114,3 +114,19 @@ def test_urls_show_scheme_and_host_only_and_signatures_are_hmac_sha256() -> None
     assert signature("k", b"body") == (
         "sha256=c6d811ef3aeb02437cd423f1abe13209041864630bdc4e2c04def5c7b0031a23"
     )
+
+
+def test_config_show_hides_a_channel_urls_path(tmp_path: Path) -> None:
+    from schedd.config import render_toml
+
+    settings = load(
+        tmp_path,
+        '[notify.channels.chat]\ntype = "slack"\nurl = "https://hooks.slack.com/services/T/B/XYZ"\n'
+        '[database]\nurl = "postgresql://u:pw@db.example.com/sched"\n',
+    )
+
+    shown = render_toml(settings)  # type: ignore[arg-type]
+
+    assert 'url = "https://hooks.slack.com/***"' in shown
+    assert "XYZ" not in shown
+    assert 'url = "postgresql://u:***@db.example.com/sched"' in shown
