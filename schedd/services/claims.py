@@ -13,6 +13,8 @@ judges ``heartbeat_at`` by it.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -300,12 +302,101 @@ def _fenced_update(session: Session, claim: Claim, values: dict[str, Any]) -> bo
     return result.rowcount == 1
 
 
+@dataclass(frozen=True)
+class Final:
+    """A run's end as its worker reports it (completed, failed, timeout, cancelled)."""
+
+    claim: Claim
+    status: RunStatus
+    exit_code: int | None
+    execution_time: float
+    error_message: str | None
+    result: str | None
+    batch: OutputBatch | None = None  # its last output
+    cpu_seconds: float | None = None
+    max_rss_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in RESULT_STATUSES:
+            raise ValueError(f"a worker cannot end a run as {self.status!r}")
+
+
+# PostgreSQL: several runs' fenced writes as one UPDATE joined to the batch, sent as
+# one JSON parameter (see scheduler.store._insert_fires_json for why JSON). Each row
+# of the batch carries its own fence (id, worker, claim), and the join matches a run
+# only while that claim holds it: a run taken away matches nothing and is missing from
+# RETURNING, exactly as its own UPDATE would have matched nothing.
+_FENCE_COLUMNS = {"id": "bigint", "worker_id": "text", "claim": "integer"}
+_FINAL_COLUMNS = {
+    "status": "text",
+    "exit_code": "integer",
+    "execution_time": "double precision",
+    "error_message": "text",
+    "result": "text",
+    "cpu_seconds": "double precision",
+    "max_rss_mb": "double precision",
+    "output_bytes": "bigint",  # null: unchanged (no output with the report)
+}
+
+
+def _batch_update(assignments: str, columns: dict[str, str]) -> sa.TextClause:
+    types = ", ".join(f'"{name}" {kind}' for name, kind in {**_FENCE_COLUMNS, **columns}.items())
+    return sa.text(
+        f"UPDATE task_runs AS r SET {assignments} "
+        f"FROM json_to_recordset(CAST(:rows AS json)) AS v({types}) "
+        "WHERE r.id = v.id AND r.worker_id = v.worker_id AND r.claim = v.claim "
+        f"AND r.status = '{RUNNING}' RETURNING r.id"
+    )
+
+
+_FINISH_MANY = _batch_update(
+    "status = v.status, completed_at = now(), exit_code = v.exit_code, "
+    "execution_time = v.execution_time, error_message = v.error_message, "
+    "result = v.result, cpu_seconds = v.cpu_seconds, max_rss_mb = v.max_rss_mb, "
+    "output_bytes = COALESCE(v.output_bytes, r.output_bytes)",
+    _FINAL_COLUMNS,
+)
+_OUTPUT_MANY = _batch_update("output_bytes = v.output_bytes", {"output_bytes": "bigint"})
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: such a measurement is recorded as unknown."""
+    return value if value is None or math.isfinite(value) else None
+
+
+def _fence_row(claim: Claim) -> dict[str, Any]:
+    return {"id": claim.run_id, "worker_id": claim.worker_id, "claim": claim.claim}
+
+
+def _batch_written(
+    session: Session, statement: sa.TextClause, rows: list[dict[str, Any]]
+) -> set[int]:
+    payload = json.dumps(rows, separators=(",", ":"))
+    return {run_id for (run_id,) in session.execute(statement, {"rows": payload})}
+
+
 def report_output(session: Session, claim: Claim, batch: OutputBatch) -> bool:
     """Store output of a running run; False (nothing written) when it is no longer ours."""
-    if not _fenced_update(session, claim, {"output_bytes": batch.total}):
-        return False
-    output.store(session, claim.run_id, batch)
-    return True
+    return claim.run_id in report_outputs(session, [(claim, batch)])
+
+
+def report_outputs(session: Session, items: Sequence[tuple[Claim, OutputBatch]]) -> set[int]:
+    """Store new output of several running runs, each fenced by its own claim; returns
+    the ids of the runs written (a run missing from it is no longer ours, and nothing
+    of it was written). One UPDATE for all of them on PostgreSQL."""
+    if not items:
+        return set()
+    if _is_postgres(session):
+        rows = [{**_fence_row(claim), "output_bytes": batch.total} for claim, batch in items]
+        written = _batch_written(session, _OUTPUT_MANY, rows)
+    else:  # SQLite runs in this process: a statement per run costs no round trip
+        written = {
+            claim.run_id
+            for claim, batch in items
+            if _fenced_update(session, claim, {"output_bytes": batch.total})
+        }
+    output.store_many(session, [(c.run_id, b) for c, b in items if c.run_id in written])
+    return written
 
 
 def finish(
@@ -325,25 +416,69 @@ def finish(
 
     False, with nothing written, when the run is no longer this claim's.
     """
-    if status not in RESULT_STATUSES:
-        raise ValueError(f"a worker cannot end a run as {status!r}")
+    final = Final(
+        claim,
+        status,
+        exit_code,
+        execution_time,
+        error_message,
+        result,
+        batch,
+        cpu_seconds,
+        max_rss_mb,
+    )
+    return claim.run_id in finish_many(session, [final])
+
+
+def finish_many(session: Session, finals: Sequence[Final]) -> set[int]:
+    """Record the ends of several runs, each fenced by its own claim, with their last
+    output; returns the ids of the runs written. A run missing from it is no longer
+    its claim's, and nothing of it was written. One UPDATE for all on PostgreSQL."""
+    if not finals:
+        return set()
+    if _is_postgres(session):
+        rows = [
+            {
+                **_fence_row(final.claim),
+                "status": final.status.value,
+                "exit_code": final.exit_code,
+                "execution_time": _finite(final.execution_time),
+                "error_message": final.error_message,
+                "result": final.result,
+                "cpu_seconds": _finite(final.cpu_seconds),
+                "max_rss_mb": _finite(final.max_rss_mb),
+                "output_bytes": final.batch.total if final.batch is not None else None,
+            }
+            for final in finals
+        ]
+        written = _batch_written(session, _FINISH_MANY, rows)
+    else:  # SQLite runs in this process: a statement per run costs no round trip
+        written = {final.claim.run_id for final in finals if _finish_one(session, final)}
+    output.store_many(
+        session,
+        [
+            (final.claim.run_id, final.batch)
+            for final in finals
+            if final.batch is not None and final.claim.run_id in written
+        ],
+    )
+    return written
+
+
+def _finish_one(session: Session, final: Final) -> bool:
     values: dict[str, Any] = {
-        "status": status.value,
+        "status": final.status.value,
         "completed_at": db_now(session),
-        "exit_code": exit_code,
-        "execution_time": execution_time,
-        "error_message": error_message,
-        "result": result,
-        "cpu_seconds": cpu_seconds,
-        "max_rss_mb": max_rss_mb,
+        "exit_code": final.exit_code,
+        "execution_time": final.execution_time,
+        "error_message": final.error_message,
+        "result": final.result,
+        "cpu_seconds": final.cpu_seconds,
+        "max_rss_mb": final.max_rss_mb,
     }
-    if batch is not None:
-        values["output_bytes"] = batch.total
-    if not _fenced_update(session, claim, values):
-        return False
-    if batch is not None:
-        output.store(session, claim.run_id, batch)
-    return True
+    if final.batch is not None:
+        values["output_bytes"] = final.batch.total
+    return _fenced_update(session, final.claim, values)
 
 
 def hand_back(

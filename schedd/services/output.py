@@ -53,29 +53,28 @@ class OutputSlice(NamedTuple):
 
 def store(session: Session, run_id: int, batch: OutputBatch) -> None:
     """Insert ``batch.chunks`` and delete the dropped tail chunks (no fence: the caller's)."""
-    if batch.drop is not None:
-        first, last = batch.drop
-        session.execute(
-            sa.delete(output_table).where(
-                output_table.c.run_id == run_id,
-                output_table.c.seq.between(first, last),
+    store_many(session, [(run_id, batch)])
+
+
+def store_many(session: Session, items: Sequence[tuple[int, OutputBatch]]) -> None:
+    """:func:`store` for several runs: the chunks of all of them in one insert."""
+    for run_id, batch in items:
+        if batch.drop is not None:
+            first, last = batch.drop
+            session.execute(
+                sa.delete(output_table).where(
+                    output_table.c.run_id == run_id,
+                    output_table.c.seq.between(first, last),
+                )
             )
-        )
-    if batch.chunks:
-        now = utcnow()
-        session.execute(
-            sa.insert(output_table),
-            [
-                {
-                    "run_id": run_id,
-                    "seq": c.seq,
-                    "offset": c.offset,
-                    "data": c.data,
-                    "created_at": now,
-                }
-                for c in batch.chunks
-            ],
-        )
+    now = utcnow()
+    rows = [
+        {"run_id": run_id, "seq": c.seq, "offset": c.offset, "data": c.data, "created_at": now}
+        for run_id, batch in items
+        for c in batch.chunks
+    ]
+    if rows:
+        session.execute(sa.insert(output_table), rows)
 
 
 def discard(session: Session, run_ids: Sequence[int]) -> None:

@@ -2,16 +2,19 @@
 
 Each round (every ``poll_interval``, or at once when a run ends):
 
-1. writes the final reports of runs whose executor returned, all in one transaction,
-   each fenced; a report that fails on a database error is kept and tried again;
+1. writes the final reports of runs whose executor returned, all in one transaction
+   (the ends of runs as one statement on PostgreSQL), each fenced by its own claim; a
+   report that fails on a database error is kept and tried again;
 2. checks all executing runs in one query: a cancel request stops the run as
    cancelled, a run that is no longer ours (reaped as lost, re-claimed) is killed;
-3. about every ``flush_interval``, stores new output of executing runs, fenced; a
-   store that matches nothing also means the run was taken away.
+3. about every ``flush_interval``, stores new output of executing runs, each fenced,
+   in one statement on PostgreSQL; a store that matches nothing also means the run
+   was taken away.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -108,11 +111,9 @@ class Monitor:
         reports = sorted(self.book.take_reports(), key=lambda report: report.run.run_id)
         if not reports:
             return
-        written: list[tuple[Report, bool | RunStatus | None]] = []
         try:
             with self.db.session() as session:
-                for report in reports:
-                    written.append((report, _write(session, report)))
+                written = _write(session, reports)
                 # A retry or a dependent release is due: wake the schedulers (NOTIFY at
                 # commit on PostgreSQL, the in-process one through wake_scheduler).
                 ended = [r.run.run_id for r, result in written if _ended(r, result)]
@@ -170,11 +171,9 @@ class Monitor:
                 batches.append((run, batch))
         if not batches:
             return
-        lost: list[ActiveRun] = []
         with self.db.session() as session:
-            for run, batch in batches:
-                if not claims.report_output(session, run.claim, batch):
-                    lost.append(run)
+            stored = claims.report_outputs(session, [(run.claim, batch) for run, batch in batches])
+        lost = [run for run, _ in batches if run.run_id not in stored]
         for run, batch in batches:
             run.capture.stored(batch)
         for run in lost:
@@ -187,41 +186,61 @@ def _ended(report: Report, result: bool | RunStatus | None) -> bool:
     return report.action is Action.finish and result is True
 
 
-def _write(session: Session, report: Report) -> bool | RunStatus | None:
-    """One final report, fenced: finish -> matched?; hand back -> new status or None."""
-    run = report.run
-    if run.execute_span is None:
-        return _write_report(session, report)
-    attributes: dict[str, tracing.Attribute | None] = {
-        "sched.run_id": run.run_id,
-        "sched.action": str(report.action),
-    }
-    with tracing.span(
-        "worker.report", parent=run.execute_span.traceparent, attributes=attributes
-    ) as span:
-        result = _write_report(session, report)
-        if span is not None:
-            span.set("sched.recorded", result is not None and result is not False)
-        return result
+def _write(session: Session, reports: list[Report]) -> list[tuple[Report, bool | RunStatus | None]]:
+    """Final reports, each fenced by its run's claim: the ends of runs in one batch
+    (matched or not), then each hand-back (its new status, or None when not ours).
+    A traced run's ``worker.report`` span covers the write its report was part of."""
+    with contextlib.ExitStack() as spans:
+        traced: dict[int, tracing.Span] = {}
+        for report in reports:
+            run = report.run
+            if run.execute_span is None:
+                continue
+            attributes: dict[str, tracing.Attribute | None] = {
+                "sched.run_id": run.run_id,
+                "sched.action": str(report.action),
+            }
+            started = spans.enter_context(
+                tracing.span(
+                    "worker.report", parent=run.execute_span.traceparent, attributes=attributes
+                )
+            )
+            if started is not None:
+                traced[run.run_id] = started
+        written = _write_reports(session, reports)
+        for report, result in written:
+            found = traced.get(report.run.run_id)
+            if found is not None:
+                found.set("sched.recorded", result is not None and result is not False)
+        return written
 
 
-def _write_report(session: Session, report: Report) -> bool | RunStatus | None:
-    run = report.run
-    batch = run.capture.pending()
-    if report.action is Action.finish:
-        assert report.status is not None
-        return claims.finish(
-            session,
-            run.claim,
-            status=report.status,
-            exit_code=report.exit_code,
-            execution_time=report.execution_time,
-            error_message=report.error_message,
-            result=run.capture.result() or None,
-            batch=batch,
-            cpu_seconds=report.cpu_seconds,
-            max_rss_mb=report.max_rss_mb,
-        )
-    if report.action is Action.hand_back:
-        return claims.hand_back(session, run.claim, batch=batch)
-    return None
+def _write_reports(
+    session: Session, reports: list[Report]
+) -> list[tuple[Report, bool | RunStatus | None]]:
+    finals: list[tuple[Report, claims.Final]] = []
+    results: dict[int, bool | RunStatus | None] = {}
+    for report in reports:
+        run = report.run
+        if report.action is Action.finish:
+            assert report.status is not None
+            final = claims.Final(
+                run.claim,
+                report.status,
+                report.exit_code,
+                report.execution_time,
+                report.error_message,
+                run.capture.result() or None,
+                run.capture.pending(),
+                report.cpu_seconds,
+                report.max_rss_mb,
+            )
+            finals.append((report, final))
+        elif report.action is Action.hand_back:
+            results[run.run_id] = claims.hand_back(session, run.claim, batch=run.capture.pending())
+        else:
+            results[run.run_id] = None
+    ended = claims.finish_many(session, [final for _, final in finals])
+    for report, _ in finals:
+        results[report.run.run_id] = report.run.run_id in ended
+    return [(report, results[report.run.run_id]) for report in reports]

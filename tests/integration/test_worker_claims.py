@@ -307,3 +307,62 @@ def test_concurrent_batch_claims_of_the_same_deliveries_claim_each_run_once(
     assert errors == []
     everything = [run_id for ids in taken.values() for run_id in ids]
     assert sorted(everything) == run_ids
+
+
+def test_a_batch_of_reports_is_fenced_run_by_run(db: Database) -> None:
+    """Ends and output of several runs written together: each run is matched against
+    its own claim, so a run taken away (lost, re-claimed, cancelled and ended) refuses
+    its part and the others are written with their values and output."""
+    task = make_task(db, "true")
+    ids = [add_run(db, task) for _ in range(5)]
+    held = {c.claim.run_id: c.claim for c in claim_next(db, "w1", 5)}
+    lost, reclaimed, *kept = ids
+    set_run(db, lost, status=RunStatus.lost.value)
+    with db.session() as session:
+        assert claims.hand_back(session, held[reclaimed]) is RunStatus.pending
+    (again,) = claim_next(db, "w2", 1)
+    assert again.claim == Claim(reclaimed, "w2", 2)
+
+    with db.session() as session:
+        stored = claims.report_outputs(
+            session, [(held[run_id], batch(f"out {run_id}\n")) for run_id in ids]
+        )
+    assert stored == set(kept)
+    finals = [
+        claims.Final(
+            held[run_id],
+            RunStatus.failed if run_id == kept[0] else RunStatus.completed,
+            index,
+            0.25 * index,
+            "exited with status 1" if run_id == kept[0] else None,
+            f"result {run_id}",
+            batch("end\n", start=len(f"out {run_id}\n"), seq=1),
+            cpu_seconds=float("nan") if run_id == kept[1] else 0.5,
+            max_rss_mb=12.0,
+        )
+        for index, run_id in enumerate(ids)
+    ]
+    with db.session() as session:
+        assert claims.finish_many(session, finals) == set(kept)
+        assert claims.finish_many(session, finals) == set()  # ended: the fence refuses
+
+    for index, run_id in enumerate(ids):
+        row = get_run(db, run_id)
+        if run_id not in kept:
+            assert row.result is None and row.completed_at is None
+            continue
+        assert row.status == ("failed" if run_id == kept[0] else "completed")
+        assert (row.exit_code, row.execution_time, row.result) == (
+            index,
+            0.25 * index,
+            f"result {run_id}",
+        )
+        assert row.cpu_seconds == (None if run_id == kept[1] else 0.5)
+        assert row.max_rss_mb == 12.0 and row.completed_at is not None
+        assert row.output_bytes == len(f"out {run_id}\nend\n")
+        with db.session() as session:
+            assert output.read(session, run_id).text == f"out {run_id}\nend\n"
+    assert (get_run(db, lost).status, get_run(db, reclaimed).worker_id) == ("lost", "w2")
+    with db.session() as session:
+        assert output.read(session, lost).text == ""
+        assert output.read(session, reclaimed).text == ""
