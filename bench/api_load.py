@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,8 +196,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def api_daemon(database_url: str, home: Path) -> Iterator[tuple[int, str, psutil.Process]]:
-    """`schedd run --role api` on ``database_url``; yields (port, admin key, process)."""
+def api_daemon(
+    database_url: str, home: Path, processes: int = 1
+) -> Iterator[tuple[int, str, psutil.Process]]:
+    """`schedd run --role api` on ``database_url`` with ``processes`` API processes;
+    yields (port, admin key, process)."""
     port = _free_port()
     data_dir = home / "data"
     # An empty config file of its own: a schedd.toml in /etc/schedd or ~/.config on this
@@ -218,6 +221,7 @@ def api_daemon(database_url: str, home: Path) -> Iterator[tuple[int, str, psutil
         SCHEDD_CONFIG=str(config),
         SCHEDD_LOG="warning",
         JWT_SECRET="bench-" + "j" * 40,
+        SCHEDD_API__PROCESSES=str(processes),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "schedd", "run", "--role", "api"],
@@ -239,7 +243,14 @@ def api_daemon(database_url: str, home: Path) -> Iterator[tuple[int, str, psutil
             time.sleep(0.1)
         else:
             raise RuntimeError("schedd did not answer /health in 30 s")
-        yield port, _admin_key(base, data_dir, database_url), psutil.Process(proc.pid)
+        key = _admin_key(base, data_dir, database_url)
+        server = psutil.Process(proc.pid)
+        for _ in range(300):  # the helper processes have started
+            if len(server.children()) >= processes - 1:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5 if processes > 1 else 0)  # and serve
+        yield port, key, server
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -258,6 +269,15 @@ def _admin_key(base: str, data_dir: Path, database_url: str) -> str:
         key = auth.create_api_key(session, "bench", list(SCOPES), creator=None).key
     db.dispose()
     return key
+
+
+def _cpu(server: psutil.Process) -> float:
+    """CPU seconds of the API process and its helper processes (several API processes)."""
+    total = 0.0
+    for proc in [server, *server.children()]:
+        with suppress(psutil.Error):
+            total += sum(proc.cpu_times()[:2])
+    return total
 
 
 def _prepare(base: str, key: str, database_url: str) -> None:
@@ -291,35 +311,59 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="fixed-rate requests/s")
     parser.add_argument("--connections", type=int, default=32, help="connections")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--processes",
+        default="1",
+        help="API processes (api.processes), comma-separated to compare (PostgreSQL only "
+        "above 1), e.g. 1,2",
+    )
+    parser.add_argument(
+        "--endpoints", default="get,heartbeat", help="which of get,heartbeat to measure"
+    )
     args = parser.parse_args()
 
     rows: list[dict[str, Any]] = []
     context = multiprocessing.get_context("spawn")
-    for backend in args.backends.split(","):
+    wanted = {"get": TARGETS[0], "heartbeat": TARGETS[1]}
+    targets = [wanted[name] for name in args.endpoints.split(",")]
+    runs = [
+        (backend, int(count))
+        for count in args.processes.split(",")
+        for backend in args.backends.split(",")
+        if backend == "postgresql" or int(count) == 1
+    ]
+    for backend, processes in runs:
         with (
             scratch_database(backend) as db,
             tempfile.TemporaryDirectory() as home,
-            api_daemon(url_of(db), Path(home)) as (port, key, server),
+            api_daemon(url_of(db), Path(home), processes) as (port, key, server),
         ):
             _prepare(f"http://127.0.0.1:{port}", key, url_of(db))
-            for target in TARGETS:
+            for target in targets:
                 for mode in ("fixed", "saturation"):
                     job = (mode, target, port, key, args.rate, args.seconds, args.connections)
                     # A separate process, so the generator never shares a core's GIL
                     # with the server.
                     with context.Pool(1) as pool:
-                        before = sum(server.cpu_times()[:2])
+                        before = _cpu(server)
                         result = pool.apply(_drive, (job,))
-                        used = sum(server.cpu_times()[:2]) - before
+                        used = _cpu(server) - before
                     # Server CPU per request: comparable even on a busy machine.
                     result["server_cpu_ms"] = round(used * 1000 / max(result["requests"], 1), 3)
                     rows.append(
-                        {"backend": backend, "endpoint": target.name, "mode": mode, **result}
+                        {
+                            "backend": backend,
+                            "processes": processes,
+                            "endpoint": target.name,
+                            "mode": mode,
+                            **result,
+                        }
                     )
                     print(json.dumps(rows[-1]), file=sys.stderr)
 
     headers = [
         "backend",
+        "processes",
         "endpoint",
         "mode",
         "requests",

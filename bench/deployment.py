@@ -84,6 +84,10 @@ class Deployment:
                 times = proc.cpu_times()
                 used[name] = times.user + times.system + times.children_user
                 used[name] += times.children_system
+                if name == "api":  # its helper processes (api.processes)
+                    for child in proc.children():
+                        child_times = child.cpu_times()
+                        used[name] += child_times.user + child_times.system
             except psutil.Error:
                 used[name] = float("nan")
         return used
@@ -95,7 +99,11 @@ def write_config(
     config = {
         "database": {"url": database_url},
         "message_queue": {"type": broker, "url": BROKER_URLS[broker]},
-        "api": {"host": "127.0.0.1", "port": port},
+        "api": {
+            "host": "127.0.0.1",
+            "port": port,
+            "processes": getattr(opts, "api_processes", 1),
+        },
         "scheduler": {"scheduling_interval": 1, "redispatch_after": opts.redispatch_after},
         "worker": {
             "max_concurrent_tasks": opts.concurrency,

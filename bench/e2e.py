@@ -313,6 +313,9 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=16, help="runs at once per worker")
     parser.add_argument("--conns", type=int, default=32, help="HTTP connections for triggers")
+    parser.add_argument(
+        "--api-processes", type=int, default=1, help="API processes (api.processes)"
+    )
     parser.add_argument("--rate", type=float, default=0.0, help="latency phase rate (0: half)")
     parser.add_argument("--rate-seconds", type=float, default=10.0)
     parser.add_argument("--overload", action="store_true", help="also the overload phase")

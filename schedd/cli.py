@@ -139,7 +139,7 @@ def main_callback(
 
 def _roles_or_exit(role: list[str] | None) -> list[str]:
     """The --role values, once each; exit 64 naming an unknown one."""
-    from schedd.daemon import ROLE_NAMES
+    from schedd.configsections import ROLES as ROLE_NAMES
 
     unknown = [r for r in role or [] if r not in ROLE_NAMES]
     if unknown:
@@ -159,6 +159,9 @@ def run(ctx: typer.Context, config: ConfigOption = None, role: RoleOption = None
 def _run(config: Path | None, role: list[str] | None) -> None:
     roles = _roles_or_exit(role)
     settings = settings_or_exit(config, {"daemon.roles": roles} if roles else {})
+    from schedd.api.processes import share_metrics
+
+    share_metrics(settings, settings.daemon.roles)  # before prometheus_client's import
     from schedd import logs
     from schedd.daemon import Daemon
 

@@ -237,6 +237,7 @@ class ApiSettings(Section):
     allowed_hosts: list[str] | None = None
     auth_failures_per_minute: int = Field(30, ge=1, le=1_000_000)
     ui_enabled: bool = True
+    processes: int = Field(1, ge=1, le=64)  # HTTP server processes on the one port
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -29,6 +29,7 @@ from schedd import __version__, hardening, preflight
 from schedd.brokers.base import Broker
 from schedd.brokers.registry import create_broker
 from schedd.config import Settings
+from schedd.configsections import ROLES
 from schedd.db import (
     Database,
     SessionLimits,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("schedd.daemon")
 
-ROLE_NAMES = ("api", "scheduler", "worker")
+ROLE_NAMES = ROLES
 
 
 class Role(Protocol):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 log = logging.getLogger("schedd.hardening")
 
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_GET_DUMPABLE = 3
 
@@ -42,6 +43,15 @@ def make_undumpable() -> bool:
         )
         return False
     return True
+
+
+def die_with_parent(sig: int, parent: int) -> bool:
+    """Have the kernel send ``sig`` to this process when its parent ends (Linux); False
+    when the parent (pid ``parent``) is gone already or the flag could not be set."""
+    libc = _libc()
+    if libc is None or libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        return False
+    return os.getppid() == parent  # it may have died before the flag was set
 
 
 def is_dumpable() -> bool:

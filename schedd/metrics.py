@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 from sqlmodel import col
 
 from schedd.alerts.rules import duration_seconds
+from schedd.api.processes import metrics_directory
 from schedd.db import Database
 from schedd.errors import first_line
 from schedd.models import (
@@ -254,4 +255,11 @@ def exposition(state_registry: CollectorRegistry) -> bytes:
     # (at zero) even in a process that runs only the api role.
     from schedd.scheduler import metrics as _scheduler_metrics  # noqa: F401
 
-    return generate_latest(REGISTRY) + generate_latest(state_registry)
+    events: CollectorRegistry = REGISTRY
+    directory = metrics_directory()
+    if directory is not None:  # several API processes: the sum over all of them
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        events = CollectorRegistry(auto_describe=True)
+        MultiProcessCollector(events, path=directory)
+    return generate_latest(events) + generate_latest(state_registry)

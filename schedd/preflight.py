@@ -32,6 +32,18 @@ def require_jwt_secret(settings: Settings) -> None:
         )
 
 
+def require_shared_database(settings: Settings) -> None:
+    """Several API processes need PostgreSQL: SQLite has one writer at a time, so more
+    processes would only queue for its lock (the embedded default serves from one)."""
+    if settings.api.processes > 1 and settings.database.is_sqlite:
+        raise ConfigError(
+            settings.source or "configuration",
+            "api.processes",
+            f"{settings.api.processes} API processes need PostgreSQL; SQLite (the "
+            "embedded default) serves the API from one process",
+        )
+
+
 def require_broker_url(settings: Settings) -> None:
     """A RabbitMQ or Redis broker needs its URL (the scheme is checked with the value)."""
     queue = settings.message_queue
@@ -51,6 +63,7 @@ def check(settings: Settings, roles: Collection[str], *, host: bool = True) -> N
         require_broker_url(settings)
     if "api" in roles:
         require_jwt_secret(settings)
+        require_shared_database(settings)
     if "worker" in roles:
         from schedd.worker.role import check_settings
 

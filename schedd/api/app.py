@@ -130,7 +130,11 @@ def create_app(
         # SQLite has one writer at a time (every transaction takes the write lock), so
         # requests take turns; PostgreSQL gets as many as the pool has connections.
         db_slots=anyio.Semaphore(1 if db.is_sqlite else settings.database.max_connections),
-        auth_failures=authlimit.FailureLimiter(settings.api.auth_failures_per_minute),
+        # Each API process keeps its own buckets: with several, each allows its share,
+        # so a client spreading its guesses over them gets no more than one would allow.
+        auth_failures=authlimit.FailureLimiter(
+            -(-settings.api.auth_failures_per_minute // settings.api.processes)
+        ),
     )
     errors.install(app)
     docs.install(app)

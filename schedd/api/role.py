@@ -1,4 +1,8 @@
-"""The api role: the HTTP API served by uvicorn in a thread of the daemon."""
+"""The api role: the HTTP API served by uvicorn in a thread of the daemon.
+
+With ``api.processes`` > 1 (PostgreSQL) the role also starts helper processes that
+serve on the same listening socket (:mod:`schedd.api.processes`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import uvicorn
 
 from schedd.api import bootstrap
 from schedd.api.app import create_app
+from schedd.api.processes import Helpers
 from schedd.daemon import Context
 from schedd.errors import Unavailable
 
@@ -43,7 +48,9 @@ class ApiRole:
 
     name = "api"
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, inherited: socket.socket | None = None) -> None:
+        """``inherited``: serve on this listening socket as a helper of another API
+        process (which made the first-start files and starts the helpers)."""
         settings = bootstrap.with_secret(ctx.settings, bootstrap.jwt_secret(ctx.settings))
         self.settings = settings
         self.db = ctx.db
@@ -57,7 +64,9 @@ class ApiRole:
                 timeout_graceful_shutdown=GRACEFUL_SECONDS,
             )
         )
-        self._sock: socket.socket | None = None
+        self._sock: socket.socket | None = inherited
+        self._helper = inherited is not None
+        self._helpers: Helpers | None = None
         self._thread = threading.Thread(target=self._serve, name="api", daemon=True)
         self._error: BaseException | None = None
 
@@ -68,13 +77,22 @@ class ApiRole:
         return port
 
     def start(self) -> None:
-        self._sock = bind(self.settings.api.host, self.settings.api.port)
-        bootstrap.ensure_admin_key(self.settings, self.db)
+        if not self._helper:
+            self._sock = bind(self.settings.api.host, self.settings.api.port)
+            bootstrap.ensure_admin_key(self.settings, self.db)
         self._thread.start()
         if not self._wait_started():
             self.stop(graceful=False)
             self._thread.join(5)
             raise Unavailable(f"api: the HTTP server did not start: {self._error or 'timeout'}")
+        if self._helper:
+            return
+        if self.settings.api.processes > 1:
+            assert self._sock is not None
+            self._helpers = Helpers(
+                self.settings.api.processes - 1, self._sock, self.settings.source
+            )
+            self._helpers.start()
         bootstrap.write_api_url(self.settings, self.port)
         url = bootstrap.base_url(self.settings.api.host, self.port)
         log.info("API listening on %s (OpenAPI at %s/openapi.json)", url, url)
@@ -99,10 +117,14 @@ class ApiRole:
             self._sock.close()
 
     def stop(self, *, graceful: bool) -> None:
+        if self._helpers is not None:
+            self._helpers.stop(graceful=graceful)
         self.server.should_exit = True
         if not graceful:
             self.server.force_exit = True
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
+        if self._helpers is not None and not self._helpers.join(timeout):
+            return False
         return not self._thread.is_alive()

@@ -38,4 +38,5 @@ PASS_SECONDS = Histogram(
 CLOCK_SKEW = Gauge(
     "scheduler_clock_skew_seconds",
     "This host's clock minus the database's, measured at the last scheduler pass.",
+    multiprocess_mode="mostrecent",  # several API processes: the scheduler's value
 )
