@@ -12,7 +12,9 @@ long and ``pg_stat_activity`` shows whose session is whose.
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -23,19 +25,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-from schedd.errors import InvalidInput, Unavailable, first_line
+from schedd.errors import InvalidInput, SchedError, Unavailable, first_line
 from schedd.redact import redact_url
 
 if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
     from schedd.configsections import DatabaseSettings
+
+# Alembic (and Mako) are imported only to migrate: a daemon or `schedctl --db` that
+# just checks the schema reads the version table and the scripts' revision lines.
+_REVISION_LINE = re.compile(r"^(down_)?revision\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -270,6 +274,8 @@ def migrations_dir() -> Path:
 
 
 def alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(migrations_dir()))
     if connection is not None:
@@ -277,19 +283,47 @@ def alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
     return cfg
 
 
+def script_revisions() -> dict[str, str | None]:
+    """Each migration script's revision and its down_revision, read from the scripts'
+    ``revision = "..."`` lines without importing Alembic (a test holds this to
+    Alembic's own reading)."""
+    found: dict[str, str | None] = {}
+    for script in sorted((migrations_dir() / "versions").glob("*.py")):
+        values = {
+            bool(down): ast.literal_eval(value)
+            for down, value in _REVISION_LINE.findall(script.read_text())
+        }
+        if False in values:
+            found[values[False]] = values.get(True)
+    return found
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    """The newest revision: the one no other script names as its down_revision."""
+    known = script_revisions()
+    below: set[str] = set()
+    for down in known.values():  # a merge names several
+        below.update(down if isinstance(down, tuple) else [down] if down else [])
+    heads = sorted(set(known) - below)
+    if len(heads) != 1:
+        raise SchedError(f"the migration scripts have {len(heads)} heads: {heads}")
+    return heads[0]
 
 
 def current_revision(db: Database) -> str | None:
+    """The revision the database's schema is at (Alembic's version table); None
+    when it has no sched schema."""
     with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    return str(rows[0][0]) if rows else None
 
 
 def migrate(db: Database, revision: str = "head") -> tuple[str | None, str | None]:
     """Upgrade the schema to ``revision``; returns (before, after) revisions."""
+    from alembic import command
+
     before = current_revision(db)
     with db.engine.begin() as conn:
         command.upgrade(alembic_config(conn), revision)
@@ -297,12 +331,16 @@ def migrate(db: Database, revision: str = "head") -> tuple[str | None, str | Non
 
 
 def downgrade(db: Database, revision: str = "base") -> None:
+    from alembic import command
+
     with db.engine.begin() as conn:
         command.downgrade(alembic_config(conn), revision)
 
 
 def revisions() -> list[str]:
     """Every revision id, oldest first (the history is linear: one head)."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
@@ -358,8 +396,7 @@ def check_schema(db: Database) -> None:
         raise SchemaBehind(
             "the database has no sched schema yet: run `schedd migrate` to create it"
         )
-    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if current not in known:
+    if current not in script_revisions():
         raise SchemaBehind(
             f"the database schema is at revision {current}, which this schedd does not know "
             f"(a newer version migrated it); upgrade schedd"

@@ -19,7 +19,6 @@ import logging
 import threading
 from collections.abc import Sequence
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -114,6 +113,8 @@ class DatabaseBroker(Broker):
         return url.render_as_string(hide_password=False)
 
     def _listen(self) -> None:
+        import psycopg  # only here: a SQLite-only process never loads it
+
         first, longest = RECONNECT_BACKOFF
         backoff = first
         while not self._closed.is_set():

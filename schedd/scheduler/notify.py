@@ -20,7 +20,6 @@ import logging
 import threading
 from collections.abc import Sequence
 
-import psycopg
 import sqlalchemy as sa
 from sqlmodel import Session
 
@@ -94,6 +93,8 @@ class TaskChangeListener:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        import psycopg  # only here: a SQLite-only process never loads it
+
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:

@@ -149,3 +149,16 @@ def test_plan_downgrade_names_what_it_undoes_and_refuses_nonsense(empty_db: Data
     downgrade(empty_db, history[0])
     with pytest.raises(InvalidInput, match="above the current"):
         plan_downgrade(empty_db, history[1])
+
+
+def test_the_revisions_read_without_alembic_are_alembics() -> None:
+    """check_schema reads the scripts' revision lines instead of importing Alembic."""
+    from alembic.script import ScriptDirectory
+
+    from schedd.db import script_revisions
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert script_revisions() == {
+        rev.revision: rev.down_revision for rev in scripts.walk_revisions()
+    }
+    assert head_revision() == scripts.get_current_head()

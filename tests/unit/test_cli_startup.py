@@ -1,4 +1,5 @@
-"""`schedd --help` and `schedctl --help` import no database, migration or web layer.
+"""What the CLIs import: `schedd --help` and `schedctl --help` no database, migration or
+web layer; `schedctl` commands only the layers their mode needs.
 
 Shell scripts call both in loops; printing help must not pay for SQLAlchemy, Alembic,
 FastAPI or pydantic (bench/startup.py measures the time; this checks the structure).
@@ -9,8 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from schedd.db import create_database, migrate
 
 HEAVY = (
     "sqlalchemy",
@@ -48,3 +52,44 @@ def test_help_imports_no_database_or_web_layer(module: str, app: str, prog: str)
     assert done.returncode == 0, done.stderr
     assert "Usage" in done.stdout
     assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+COMMAND_PROBE = """
+import json, runpy, sys
+sys.argv = {argv!r}
+try:
+    runpy.run_module("schedctl", run_name="__main__")
+except SystemExit:
+    pass
+print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))
+"""
+
+
+def _imported_by(argv: list[str]) -> set[str]:
+    code = COMMAND_PROBE.format(argv=["schedctl", *argv])
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_a_command_through_the_api_imports_no_database_layer() -> None:
+    """`schedctl task list` against an API (here one that is not there: the imports
+    happen before the request) loads the HTTP client, not the server's layers."""
+    imported = _imported_by(["--api", "http://127.0.0.1:9", "--token", "x", "task", "list"])
+    assert "httpx" in imported  # the probe ran the command
+    assert imported.isdisjoint({*HEAVY, "mako", "jwt"})
+
+
+def test_a_direct_command_imports_no_migration_web_or_postgres_layer(tmp_path: Path) -> None:
+    """`schedctl --db sqlite:///... task list` needs SQLAlchemy and the services, but
+    checking the schema reads the version table without Alembic, and a SQLite database
+    never loads psycopg nor the web layer."""
+    url = f"sqlite:///{tmp_path / 'sched.db'}"
+    db = create_database(url)
+    migrate(db)
+    db.dispose()
+    imported = _imported_by(["--db", url, "task", "list"])
+    assert "sqlalchemy" in imported  # the probe ran the command
+    forbidden = {"alembic", "mako", "psycopg", "fastapi", "starlette", "uvicorn", "httpx"}
+    assert imported.isdisjoint(forbidden), imported & forbidden
