@@ -196,6 +196,27 @@ def _beat_statements(dialect: str) -> tuple[Any, Any, Any]:
     return beat, renew_all, renew_listed
 
 
+@functools.cache
+def _one_beat_statements() -> tuple[Any, Any, Any]:
+    """PostgreSQL: the heartbeat as one statement (the renewal a data-modifying CTE of
+    the worker's update, which PostgreSQL always runs to completion), for no renewal,
+    all running runs, or the listed ones. It also turns ``synchronous_commit`` off for
+    its own transaction: a heartbeat lost in a crash of PostgreSQL is only a missed beat
+    (the next one renews, and the reaper waits a whole timeout of reachability after an
+    outage before judging), so its commit need not wait for the WAL flush."""
+    beat, renew_all, renew_listed = _beat_statements("postgresql")
+    relaxed = sa.select(sa.func.set_config("synchronous_commit", "off", True).label("setting")).cte(
+        "relaxed"
+    )
+    beat_cte = beat.cte("beat")
+    only = sa.select(beat_cte).where(sa.exists(sa.select(relaxed.c.setting)))
+    return (
+        only,
+        only.add_cte(renew_all.cte("renew")),
+        only.add_cte(renew_listed.cte("renew")),
+    )
+
+
 def heartbeat(
     session: Session,
     worker_id: str,
@@ -211,7 +232,6 @@ def heartbeat(
     offline becomes active again; a draining one stays draining, and the returned
     status tells it so. NotFound when the worker was removed: it should register again.
     """
-    update_worker, renew_all, renew_listed = _beat_statements(session.get_bind().dialect.name)
     params: dict[str, Any] = {
         "b_worker": worker_id,
         "b_count": beat.current_task_count,
@@ -220,13 +240,24 @@ def heartbeat(
         "b_cpu": beat.cpu_usage,
         "b_now": utcnow(),  # SQLite only; PostgreSQL's statements use now()
     }
+    if run_ids:
+        params["b_run_ids"] = list(run_ids)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        only, renew_all, renew_listed = _one_beat_statements()
+        statement = renew_all if run_ids is None else renew_listed if run_ids else only
+        row = session.execute(statement, params).first()
+        if row is None:
+            raise NotFound(f"worker {worker_id!r} not found")
+        return _read(row)
+    update_worker, renew_all, renew_listed = _beat_statements(dialect)
     row = session.execute(update_worker, params).first()
     if row is None:
         raise NotFound(f"worker {worker_id!r} not found")
     if run_ids is None:
         session.execute(renew_all, params)
     elif run_ids:
-        session.execute(renew_listed, {**params, "b_run_ids": list(run_ids)})
+        session.execute(renew_listed, params)
     return _read(row)
 
 

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from schedd.db import Database
@@ -179,3 +180,42 @@ def test_the_run_count_shown_is_the_runs_held_now_not_the_last_report(db: Databa
         shown = workers.get_worker(session, "w1").current_task_count
     assert listed == {"w1": 2, "w2": 1}
     assert shown == 2
+
+
+def test_a_heartbeat_on_postgresql_is_one_statement_that_does_not_wait_for_the_wal(
+    pg_url: str,
+) -> None:
+    """The worker's update and the renewal of its runs are one statement, and its
+    transaction commits without waiting for the WAL flush (a lost beat is harmless)."""
+    from schedd.db import create_database
+
+    service = workers
+    database = create_database(pg_url)
+    statements: list[str] = []
+    try:
+        with database.session() as session:
+            service.register(
+                session,
+                worker_id="w-one",
+                hostname="h",
+                ip_address="127.0.0.1",
+                task_types=["shell"],
+                executor_types=["shell"],
+                max_concurrent_tasks=2,
+                pid=1,
+                version="t",
+                stale_after=60,
+            )
+        sa.event.listen(
+            database.engine,
+            "before_cursor_execute",
+            lambda *args: statements.append(args[2]),
+        )
+        for run_ids in (None, [1, 2], []):
+            with database.session() as session:
+                service.heartbeat(session, "w-one", HeartbeatIn(), run_ids=run_ids)
+                setting = session.execute(sa.text("SHOW synchronous_commit")).scalar()
+            assert setting == "off"
+        assert [s.split()[0] for s in statements if not s.startswith("SHOW")] == ["WITH"] * 3
+    finally:
+        database.dispose()
