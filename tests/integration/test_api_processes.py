@@ -65,7 +65,7 @@ def api(pg_url: str, tmp_path: Path) -> Iterator[Api]:
         )
     running = Api(proc, port, metrics)
     try:
-        assert wait_until(lambda: _healthy(running) and len(running.helpers()) == 2, 60)
+        assert wait_until(lambda: _healthy(running) and len(running.helpers()) == 2, 120)
         yield running
     finally:
         if proc.poll() is None:
