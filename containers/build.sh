@@ -16,7 +16,9 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 containers/base.sh
 log "building the wheelhouse (build/wheelhouse)"
-rm -rf build/wheelhouse
+# setuptools keeps build/lib between builds: a file deleted or renamed in the tree (a
+# migration renumbered on rebase) would stay in the wheel.
+rm -rf build/wheelhouse build/lib build/bdist.*
 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir build/wheelhouse .
 # pip in the container trusts what the host's pip trusts (a host whose TLS is
 # intercepted by a proxy has that CA in its bundle).
