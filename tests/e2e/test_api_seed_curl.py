@@ -251,14 +251,44 @@ print(f"processed {len(rows)} rows, total {sum(int(r['amount']) for r in rows)}"
 """
 
 
+# The seed's Task example (its data model section), verbatim: the test runs wherever the
+# repository is cloned; test_the_task_above_is_the_seed_s holds it to the seed.
+SEED_TASK = """\
+{
+  "id": 1,
+  "name": "数据处理任务",
+  "description": "处理每日数据文件",
+  "task_type": "python",
+  "executor": "python",
+  "command": "python process_data.py",
+  "arguments": ["--input", "data.csv"],
+  "schedule": "0 2 * * *",
+  "priority": "normal",
+  "retry_count": 3,
+  "timeout_seconds": 3600,
+  "status": "active",
+  "created_at": "2024-01-01T00:00:00Z",
+  "updated_at": "2024-01-01T00:00:00Z",
+  "last_run_at": "2024-01-01T02:00:00Z",
+  "next_run_at": "2024-01-02T02:00:00Z",
+  "dependencies": [],
+  "tags": ["data", "daily"],
+  "metadata": {}
+}
+"""
+
+
 def seed_task() -> dict[str, object]:
-    """The seed's Task example (its data model section), as written."""
+    task: dict[str, object] = json.loads(SEED_TASK)
+    return task
+
+
+def test_the_task_above_is_the_seed_s() -> None:
     if not SEED.exists():
         pytest.skip(f"seed not found at {SEED}")
     text = SEED.read_text(encoding="utf-8")
     block = text.split("### Task", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
-    task: dict[str, object] = json.loads(block)
-    return task
+    assert json.loads(block) == seed_task()
 
 
 @pytest.fixture
