@@ -209,7 +209,6 @@ def run_process(
     ):
         return Outcome(Ending.failed, error=f"could not start {program!r}: no such program")
     command, preexec = launch_command(argv, user, cgroup.procs_files if cgroup else ())
-    spawner_peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         proc = subprocess.Popen(
             command,
@@ -233,7 +232,7 @@ def run_process(
     if guard is not None:
         guard.add(pgid, str(cgroup.kill_directory) if cgroup else None)
     try:
-        waiter = _Waiter(proc, spawner_peak_kib)
+        waiter = _Waiter(proc)
         waiter.sample([pgid])  # what exec left (Popen returns once the exec is done)
         ending, returncode = _supervise(waiter, members, output, stop, started + timeout, grace)
     finally:
@@ -306,10 +305,9 @@ class _Waiter:
     (the largest single process, not a sum).
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], spawner_peak_kib: int = 0) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
         self.rusage: resource.struct_rusage | None = None
-        self.spawner_peak_kib = spawner_peak_kib
         self.sampled_kib: int | None = None
 
     def sample(self, pids: Iterable[int]) -> None:
@@ -323,7 +321,9 @@ class _Waiter:
         """The run's peak resident memory in KiB, as well as it can be told."""
         if self.rusage is None:
             return self.sampled_kib
-        if self.rusage.ru_maxrss > self.spawner_peak_kib:
+        # The worker's peak now is at least what it was when the run exec'd (a peak
+        # only grows; read before the spawn, another thread could still raise it).
+        if self.rusage.ru_maxrss > resource.getrusage(resource.RUSAGE_SELF).ru_maxrss:
             return self.rusage.ru_maxrss
         # At most the worker's: the samples, or unknown when the run ended before
         # its first one (never the worker's own memory under the run's name).
