@@ -137,3 +137,7 @@ def burn_cpu(seconds: float) -> None:
     end = time.process_time() + seconds
     while time.process_time() < end:
         pass
+
+
+def nap(seconds: float) -> None:
+    time.sleep(seconds)

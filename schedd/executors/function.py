@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import time
 from dataclasses import replace
 from typing import Any
@@ -95,11 +94,20 @@ class FunctionExecutor(Executor):
                 return self._waited_out(spec, stop, started)
             call = _Call(process, output, stop, deadline, self.settings.kill_grace_seconds)
             if not call.send(request):
+                # Asked before the release, which forgets what the guard killed.
+                fenced = self._fenced(process)
                 self.pool.release(process, reuse=False)
+                if fenced:
+                    # The guard killed the pool while the worker was fenced: the call
+                    # never started, so the run is handed back, not failed.
+                    stop.stop(StopReason.fenced, immediate=True)
+                if stop.is_set():
+                    return Outcome(Ending.stopped, duration=_since(started))
                 continue
             ending, reply = call.supervise()
+            fenced = reply is None and ending is None and self._fenced(process)
             self.pool.release(process, reuse=call.reusable)
-            if reply is None and ending is None and self._fenced(process):
+            if fenced:
                 stop.stop(StopReason.fenced, immediate=True)
                 return Outcome(Ending.stopped, duration=_since(started))
             return _outcome(spec, ending, reply, process, _since(started))
@@ -135,9 +143,9 @@ class FunctionExecutor(Executor):
 
     def _fenced(self, process: PoolProcess) -> bool:
         """True when the guard killed the process because the worker was fenced."""
-        if self.guard is None or process.proc.returncode != -signal.SIGKILL:
-            return False
-        return self.guard.killed(process.pid)
+        # The guard writes its kill line before it kills, so a process seen dead with
+        # that line in the pipe died of the fence.
+        return self.guard is not None and self.guard.killed(process.pid)
 
     def _waited_out(self, spec: RunSpec, stop: StopSignal, started: float) -> Outcome:
         if stop.is_set():

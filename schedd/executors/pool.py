@@ -201,11 +201,11 @@ class FunctionPool:
             while not self._idle:
                 if self._closed:
                     raise PoolError("the function pool is closed (the worker is stopping)")
-                if self._failures >= 3:
-                    raise PoolError(f"function pool processes {self._last_failure}")
                 now = time.monotonic()
                 if stop.is_set() or now >= deadline:
                     return None
+                if self._failures >= 3:
+                    raise PoolError(f"function pool processes {self._last_failure}")
                 self._available.wait(min(SLICE, deadline - now))
             return self._idle.popleft()
 
@@ -231,15 +231,23 @@ class FunctionPool:
         return None
 
     def _died_before_ready(self, process: PoolProcess) -> None:
+        # A fenced worker's guard kills new pool processes at once: that is the fence
+        # (the pool fills again once heartbeats get through), not a broken interpreter.
+        fenced = self.guard is not None and self.guard.killed(process.pid)
         reason = f"exited before they were ready ({process.exit_description()}; is " + (
             f"{self.interpreter!r} Python 3.11 or newer?)"
         )
-        log.warning("a function pool process %s", reason)
+        if fenced:
+            log.info("a new function pool process was killed by the fence")
+            time.sleep(SLICE)  # no busy refill while the fence holds
+        else:
+            log.warning("a function pool process %s", reason)
         process.kill()
         self._forget(process)
         with self._lock:
-            self._failures += 1
-            self._last_failure = reason
+            if not fenced:
+                self._failures += 1
+                self._last_failure = reason
             self._alive -= 1
             self._available.notify_all()  # they see the failure
             self._refill.notify()

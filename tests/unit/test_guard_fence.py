@@ -3,15 +3,20 @@ through, without the worker's help (it may be frozen), and says which it killed.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 from schedd.config import WorkerSettings
 from schedd.executors.base import Ending, Outcome, StopReason, StopSignal
+from schedd.executors.function import FunctionExecutor
 from schedd.executors.guard import Guard
 from schedd.executors.shell import ShellExecutor
 from tests.unit.test_executor_process import GRANDCHILDREN, Started
 from tests.workerkit import Sink, alive, pids_in, spec, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_with_guard(guard: Guard, command: str, stop: StopSignal) -> tuple[Sink, list[Outcome]]:
@@ -77,3 +82,58 @@ def test_a_run_that_ended_by_itself_keeps_its_outcome_when_the_fence_trips_later
     outcome = run.result(5)
     assert (outcome.ending, outcome.exit_code) == (Ending.completed, 0)
     assert not alive(child)
+
+
+def function_executor(guard: Guard) -> FunctionExecutor:
+    settings = WorkerSettings(
+        kill_grace_seconds=1, working_directory=str(ROOT), function_pool_size=2
+    )
+    return FunctionExecutor(settings, guard)
+
+
+def call(executor: FunctionExecutor, target: str, *arguments: object) -> tuple[Outcome, StopSignal]:
+    stop = StopSignal()
+    run = spec(
+        f"tests.funcs:{target}",
+        *[json.dumps(argument) for argument in arguments],
+        executor="function",
+        timeout=30,
+    )
+    return executor.execute(run, Sink(), stop), stop
+
+
+def test_a_function_call_killed_by_the_fence_is_handed_back_not_failed() -> None:
+    guard = Guard()
+    guard.start(fence_seconds=1.0, ok_at=time.monotonic())
+    executor = function_executor(guard)
+    try:
+        started = time.monotonic()
+        outcome, stop = call(executor, "nap", 30)
+        assert time.monotonic() - started < 5
+        assert outcome.ending is Ending.stopped
+        assert stop.reason is StopReason.fenced
+    finally:
+        executor.close()
+        guard.close()
+
+
+def test_a_call_sent_to_a_pool_the_fence_killed_is_handed_back_not_failed() -> None:
+    # The fence trips while no call runs: the guard kills the idle pool processes, and
+    # the next call finds them dead when it sends. That is the fence, not a failure
+    # (CI saw "function pool processes died before they could take the call").
+    guard = Guard()
+    guard.start(fence_seconds=1.0, ok_at=time.monotonic())
+    executor = function_executor(guard)
+    try:
+        pids = []
+        for _ in range(2):
+            pids.append(call(executor, "pid")[0].result)
+            guard.heartbeat(time.monotonic())
+        assert all(pids)
+        assert wait_until(lambda: not any(alive(int(str(pid))) for pid in pids), 5)
+        outcome, stop = call(executor, "pid")
+        assert outcome.ending is Ending.stopped, outcome
+        assert stop.reason is StopReason.fenced
+    finally:
+        executor.close()
+        guard.close()
