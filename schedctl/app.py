@@ -7,36 +7,25 @@ Commands raise; they never print an error or pick an exit code for one themselve
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from collections.abc import Sequence
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer._click.core import ParameterSource
+from typer._click.core import Command, Context, ParameterSource
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-from typer.core import TyperGroup
+from typer._click.formatting import HelpFormatter
+from typer.core import TyperCommand, TyperGroup
 
 from schedctl import exits
-from schedctl.commands import (
-    apikey,
-    apply,
-    config,
-    cron,
-    db,
-    notify,
-    run,
-    system,
-    task,
-    token,
-    top,
-    worker,
-)
 from schedctl.context import Cli, Options, UsageProblem
 from schedctl.env import Environment
 from schedctl.exits import ExitStatus
-from schedctl.render import Output
+from schedctl.output import Output
 from schedd import __version__
 from schedd.errors import InvalidInput, SchedError
 
@@ -81,13 +70,158 @@ COMMAND_ORDER = (
 )
 
 
+# The commands, each imported when it is run (or its help is asked for): a shell script
+# calling `schedctl task list` in a loop must not pay for importing every other command
+# (and Rich, the cron parser, the task file reader ... they import).
+# name: (module, attribute, a Typer app or a command function, the summary the root
+# help lists). tests/unit/test_cli_startup.py holds each summary to the loaded
+# command's own help.
+LAZY_COMMANDS: dict[str, tuple[str, str, bool, str]] = {
+    "task": (
+        "schedctl.commands.task",
+        "app",
+        True,
+        "Define, inspect, trigger, pause and resume tasks.",
+    ),
+    "run": (
+        "schedctl.commands.run",
+        "app",
+        True,
+        "Inspect runs, read their output, cancel or re-run them.",
+    ),
+    "worker": (
+        "schedctl.commands.worker",
+        "app",
+        True,
+        "See workers, drain them, remove dead ones.",
+    ),
+    "system": (
+        "schedctl.commands.system",
+        "app",
+        True,
+        "Health, statistics, system events and the audit log.",
+    ),
+    "notify": (
+        "schedctl.commands.notify",
+        "app",
+        True,
+        "Alert channels, test messages and deliveries.",
+    ),
+    "top": (
+        "schedctl.commands.top",
+        "top",
+        False,
+        "Live view: workers, running runs, queue, recent failures (q quits).",
+    ),
+    "apply": (
+        "schedctl.commands.apply",
+        "apply",
+        False,
+        "Make the tasks match a task file (TOML): show the plan, then apply it.",
+    ),
+    "export": (
+        "schedctl.commands.apply",
+        "export",
+        False,
+        "Write the server's tasks as a task file for `schedctl apply`.",
+    ),
+    "apikey": ("schedctl.commands.apikey", "app", True, "Create, list and revoke API keys."),
+    "token": (
+        "schedctl.commands.token",
+        "app",
+        True,
+        "Mint short-lived tokens from the current credential.",
+    ),
+    "whoami": (
+        "schedctl.commands.token",
+        "whoami",
+        False,
+        "Show who the API takes you for, and your scopes.",
+    ),
+    "db": (
+        "schedctl.commands.db",
+        "app",
+        True,
+        "Create, upgrade, downgrade and check the database schema.",
+    ),
+    "config": ("schedctl.commands.config", "app", True, "Write, show and check schedd.toml."),
+    "cron": (
+        "schedctl.commands.cron",
+        "app",
+        True,
+        "Preview cron schedules locally (no server needed).",
+    ),
+}
+
+# Commands whose summary is their own short_help (listed whole, never shortened).
+GIVEN_SHORT_HELP = frozenset({"db"})
+
+
+def load_command(name: str) -> Command:
+    """The Click command ``name`` as the root app would have built it with the command
+    registered on it (same markup mode and exception settings)."""
+    module_name, attribute, is_app, _ = LAZY_COMMANDS[name]
+    target = getattr(importlib.import_module(module_name), attribute)
+    holder = typer.Typer(
+        pretty_exceptions_enable=app.pretty_exceptions_enable,
+        pretty_exceptions_short=app.pretty_exceptions_short,
+        rich_markup_mode=app.rich_markup_mode,
+        suggest_commands=app.suggest_commands,
+    )
+    if is_app:
+        holder.add_typer(target, name=name)
+    else:
+        holder.command(name)(target)
+    return typer.main.get_group(holder).commands[name]
+
+
 class SchedctlGroup(TyperGroup):
-    """The root group: runs a command and turns whatever it raised into an exit code."""
+    """The root group: runs a command and turns whatever it raised into an exit code.
+    Its commands load on first use (:data:`LAZY_COMMANDS`)."""
 
     def list_commands(self, ctx: Any) -> list[str]:
-        names = super().list_commands(ctx)
+        names = [*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if n not in self.commands)]
         rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
         return sorted(names, key=lambda name: rank.get(name, len(rank)))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            self.commands[cmd_name] = load_command(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
+        """Typer's, with the suggestion for a misspelt command drawn from every command
+        (Typer's draws from those loaded)."""
+        try:
+            return self._click_resolve_command(ctx, args)
+        except UsageError as exc:
+            if self.suggest_commands and args:
+                matches = get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    suggestions = ", ".join(f"{m!r}" for m in matches)
+                    exc.message = f"{exc.message.rstrip('.')}. Did you mean {suggestions}?"
+            raise
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """As Click lists the commands, from the summaries of those not loaded yet
+        (`schedctl --help` imports none of them)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                summary = LAZY_COMMANDS[name][3]
+                short = summary if name in GIVEN_SHORT_HELP else None
+                command = TyperCommand(name, help=summary, short_help=short)
+            if not command.hidden:
+                rows.append((name, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl(
+                    [(name, command.get_short_help_str(limit)) for name, command in rows]
+                )
 
     def main(  # type: ignore[override]
         self,
@@ -233,22 +367,6 @@ def main_options(
     )
     if no_color:
         cli.env.no_color = True
-
-
-app.add_typer(task.app, name="task")
-app.add_typer(run.app, name="run")
-app.add_typer(worker.app, name="worker")
-app.add_typer(system.app, name="system")
-app.add_typer(notify.app, name="notify")
-app.command("top")(top.top)
-app.command("apply")(apply.apply)
-app.command("export")(apply.export)
-app.add_typer(apikey.app, name="apikey")
-app.add_typer(token.app, name="token")
-app.command("whoami")(token.whoami)
-app.add_typer(db.app, name="db")
-app.add_typer(config.app, name="config")
-app.add_typer(cron.app, name="cron")
 
 
 def main() -> None:

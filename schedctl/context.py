@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import RenderableType
 
-from schedctl import render
 from schedctl.client import Client
 from schedctl.discovery import Endpoint, find_endpoint
 from schedctl.env import Environment
-from schedctl.render import Output
+from schedctl.output import Output
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from schedd.config import Settings
 
 
@@ -111,6 +111,8 @@ class Cli:
         output: Output | None = None,
     ) -> None:
         """Print ``data`` as the output format says (a table through ``view``, or JSON)."""
+        from schedctl import render  # Rich: only for a command that prints
+
         render.emit(self.env, self.output(output), data, view)
 
     def say(self, message: str, output: Output | None = None, *, style: str = "") -> None:

@@ -11,9 +11,10 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -50,6 +51,8 @@ class Environment:
 
     def console(self, *, stderr: bool = False) -> Console:
         """A Rich console on stdout (or stderr) that honours the TTY and colour settings."""
+        from rich.console import Console  # Rich loads when something is printed
+
         stream = self.stderr if stderr else self.stdout
         tty = bool(self.stderr_isatty if stderr else self.stdout_isatty)
         return Console(

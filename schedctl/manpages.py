@@ -64,8 +64,8 @@ def walk(command: Command, ctx: Context) -> Iterator[tuple[Command, Context]]:
         yield command, ctx
         return
     for name in command.list_commands(ctx):  # type: ignore[attr-defined]
-        child = children[name]
-        if child.hidden:
+        child = children.get(name) or command.get_command(ctx, name)  # type: ignore[attr-defined]
+        if child is None or child.hidden:
             continue
         yield from walk(child, Context(child, info_name=name, parent=ctx))
 

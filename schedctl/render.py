@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from rich.console import RenderableType
@@ -20,11 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from schedctl.env import Environment
+from schedctl.output import Output
 
-
-class Output(StrEnum):
-    table = "table"
-    json = "json"
+__all__ = ["Output"]
 
 
 STATUS_STYLES = {

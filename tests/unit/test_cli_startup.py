@@ -93,3 +93,41 @@ def test_a_direct_command_imports_no_migration_web_or_postgres_layer(tmp_path: P
     assert "sqlalchemy" in imported  # the probe ran the command
     forbidden = {"alembic", "mako", "psycopg", "fastapi", "starlette", "uvicorn"}
     assert imported.isdisjoint(forbidden), imported & forbidden
+
+
+def test_schedctl_help_imports_no_command_nor_rich() -> None:
+    """`schedctl --help` lists the commands from their summaries: it imports none of
+    them, nor Rich, httpx or pydantic (which they and Typer's coercion pull in)."""
+    imported = _imported_by(["--help"])
+    assert "typer" in imported  # the probe ran
+    assert imported.isdisjoint({*HEAVY, "rich", "httpx", "pydantic"}), imported
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, schedctl.app; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "schedctl.commands.task" not in done.stdout
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 200])
+def test_the_root_help_summaries_are_the_commands_own(width: int) -> None:
+    """Each summary in LAZY_COMMANDS lists as the loaded command's own help would."""
+    from typer.core import TyperCommand
+
+    from schedctl.app import GIVEN_SHORT_HELP, LAZY_COMMANDS, load_command
+
+    for name, (_, _, _, summary) in LAZY_COMMANDS.items():
+        loaded = load_command(name)
+        short = summary if name in GIVEN_SHORT_HELP else None
+        stub = TyperCommand(name, help=summary, short_help=short)
+        assert stub.get_short_help_str(width) == loaded.get_short_help_str(width), name
+        assert loaded.short_help == short, name
+
+
+def test_http_client_leaves_out_httpx_command_line() -> None:
+    """httpx's own CLI (Click, Rich, Pygments) is not imported by a command over the API."""
+    imported = _imported_by(["--api", "http://127.0.0.1:9", "--token", "x", "task", "list"])
+    assert "httpx" in imported
+    assert "pygments" not in imported
