@@ -25,7 +25,6 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from schedctl.client import Client, Json, NotSupported
-from schedd.brokers.registry import create_broker
 from schedd.config import Settings
 from schedd.db import (
     Database,
@@ -43,7 +42,11 @@ from schedd.schemas import (
     TaskUpdate,
     validated,
 )
-from schedd.services import alerts, auth, lifecycle, output, runs, system, tasks, workers
+from schedd.services import auth, lifecycle, output, runs, system, tasks, workers
+
+# The alert channels (httpx, smtplib, their templates) and the broker registry load in
+# the commands that use them (notify, system health): `task list` in a loop must not
+# pay about 0.1 s for them.
 from schedd.types import utcnow
 
 T = TypeVar("T")
@@ -260,6 +263,8 @@ class DirectClient(Client):
         not answer within BROKER_HEALTH_TIMEOUT is reported unavailable. Why a component
         is unavailable is kept in :attr:`health_reasons` (the report has no room for it).
         """
+        from schedd.brokers.registry import create_broker
+
         broker = create_broker(self.settings, self.db)
         try:
             health = system.check_health(self.db, broker, broker_timeout=BROKER_HEALTH_TIMEOUT)
@@ -269,9 +274,13 @@ class DirectClient(Client):
         return _dump(health.report)
 
     def notify_channels(self) -> list[Json]:
+        from schedd.services import alerts
+
         return [_dump(channel) for channel in alerts.list_channels(self.settings)]
 
     def notify_test(self, channel: str) -> Json:
+        from schedd.services import alerts
+
         return _dump(alerts.test_channel(self.settings, channel))
 
     def notify_deliveries(
@@ -283,6 +292,8 @@ class DirectClient(Client):
         page: int = 1,
         size: int = 50,
     ) -> Json:
+        from schedd.services import alerts
+
         return _dump(
             self._call(
                 alerts.list_deliveries,

@@ -61,12 +61,13 @@ try:
     runpy.run_module("schedctl", run_name="__main__")
 except SystemExit:
     pass
-print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}})))
+print(json.dumps(sorted({{m if {full!r} else m.split(".")[0] for m in sys.modules}})))
 """
 
 
-def _imported_by(argv: list[str]) -> set[str]:
-    code = COMMAND_PROBE.format(argv=["schedctl", *argv])
+def _imported_by(argv: list[str], *, full: bool = False) -> set[str]:
+    """The top-level packages (or with ``full`` every module) a command imports."""
+    code = COMMAND_PROBE.format(argv=["schedctl", *argv], full=full)
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
@@ -93,6 +94,11 @@ def test_a_direct_command_imports_no_migration_web_or_postgres_layer(tmp_path: P
     assert "sqlalchemy" in imported  # the probe ran the command
     forbidden = {"alembic", "mako", "psycopg", "fastapi", "starlette", "uvicorn"}
     assert imported.isdisjoint(forbidden), imported & forbidden
+    # The alert channels and the broker registry load in the commands that use them.
+    modules = _imported_by(["--db", url, "task", "list"], full=True)
+    assert "schedd.services.tasks" in modules
+    lazy = {"schedd.services.alerts", "schedd.alerts.channels", "schedd.brokers.registry"}
+    assert modules.isdisjoint(lazy), modules & lazy
 
 
 def test_schedctl_help_imports_no_command_nor_rich() -> None:
