@@ -5,14 +5,17 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlmodel import select
 
 from schedd.db import create_database
 from schedd.models import TaskRun, Worker
 from schedd.services import output
-from tests import proc
+from tests import proc, services
 from tests.workerkit import wait_until
 
 FAST = {
@@ -85,3 +88,25 @@ class Cluster:
                 process.kill()
             process.wait(10)
         self.db.dispose()
+
+
+@contextmanager
+def database_outage(url: str) -> Iterator[None]:
+    """No connection to the database at ``url`` (and none of its backends) until exit."""
+    name = sa.make_url(url).database
+    engine = services.pg_admin_engine()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+    try:
+        yield
+    finally:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        engine.dispose()

@@ -13,7 +13,12 @@ one line per message:
   ``setsid`` and double-forked processes die too; ``-PGID`` forgets it;
 - ``fSECONDS``: the fence time;
 - ``hT``: a heartbeat sent at ``T`` (CLOCK_MONOTONIC seconds, the same clock in every
-  process of the host) got through.
+  process of the host) got through;
+- ``dJSON``: how to reach the database (:class:`DatabaseAccess`: URL, session bounds,
+  how long to keep trying), sent once, first; it never appears on the guard's argv,
+  and the runs are not the guard's children, so they never see it;
+- ``oJSON``: a run's process has ended: its outcome (:class:`HeldOutcome`, with the
+  claim its report is fenced by), held until ``aRUN`` says the report is committed.
 
 The guard kills (SIGKILL) every registered group once the last good heartbeat is
 older than the fence time, whether the worker is dead, frozen or cut off from the
@@ -23,6 +28,17 @@ the worker can tell a run the guard ended from one that died of SIGKILL by itsel
 (:meth:`Guard.killed`). When the worker dies, however it dies, the kernel closes the
 pipe; the guard reads end-of-file, kills every group still registered and exits.
 
+Outcomes (issue 13): a worker killed (or frozen past the heartbeat timeout) after a
+run's command ended but before its batched report reached the database would take that
+outcome with it; the run would be reaped as lost and run again. So the worker hands
+each outcome to the guard as soon as it has reaped the run, and acks it once the report
+has committed. When the worker dies (end-of-file) or the fence trips (the worker is
+frozen or cut off), the guard writes the outcomes it still holds itself, with the same
+fenced update as the worker's report (``claims.finish_many``: only while the run is
+still this claim's and running), retrying while the database does not answer
+(:class:`Outcomes`). The database code is imported on the first held outcome, in the
+guard's writer thread, never at start-up and never on the guard's main loop.
+
 Unknown lines are ignored, so the protocol can grow (isolation's cgroups) without
 breaking an older guard.
 """
@@ -30,7 +46,9 @@ breaking an older guard.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import json
 import logging
 import os
 import select
@@ -39,13 +57,65 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from schedd.executors.cgroups import kill_directory
 
 log = logging.getLogger("schedd.executors.guard")
 
 TICK = 0.05  # how often the guard looks at the clock when nothing arrives
+RETRY = 0.5  # between the guard's attempts to write outcomes while the database fails
+
+
+def _json_line(kind: str, value: Any) -> str:
+    # ASCII JSON never holds a raw newline: one message, one line.
+    return kind + json.dumps(dataclasses.asdict(value), separators=(",", ":")) + "\n"
+
+
+def _from_json(cls: Any, value: bytes) -> Any:
+    data = json.loads(value)
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{key: item for key, item in data.items() if key in names})
+
+
+@dataclass(frozen=True)
+class DatabaseAccess:
+    """What the guard needs to write outcomes: the worker's database and its bounds."""
+
+    url: str  # with its password: sent over the pipe only, never logged
+    connection_timeout: float
+    idle_in_transaction_session_timeout: float
+    lock_timeout: float
+    statement_timeout: float
+    application_name: str
+    give_up_seconds: float  # after the worker died, how long to retry a failing database
+
+    def line(self) -> str:
+        return _json_line("d", self)
+
+
+@dataclass(frozen=True)
+class HeldOutcome:
+    """A run's end as the worker's report writes it, fenced by the same claim."""
+
+    run_id: int
+    worker_id: str
+    claim: int
+    status: str  # completed, failed, timeout, cancelled
+    exit_code: int | None
+    execution_time: float
+    error_message: str | None
+    result: str | None
+    cpu_seconds: float | None = None
+    max_rss_mb: float | None = None
+
+    def line(self) -> str:
+        return _json_line("o", self)
 
 
 class Guard:
@@ -56,8 +126,15 @@ class Guard:
         self._proc: subprocess.Popen[bytes] | None = None
         self._killed: set[int] = set()
         self._partial = b""
+        self._holding: set[int] = set()  # runs whose outcome the guard holds
 
-    def start(self, fence_seconds: float | None = None, ok_at: float | None = None) -> None:
+    def start(
+        self,
+        fence_seconds: float | None = None,
+        ok_at: float | None = None,
+        database: DatabaseAccess | None = None,
+    ) -> None:
+        """Start the guard; with ``database`` it can write held outcomes itself."""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "schedd.executors.guard"],
             stdin=subprocess.PIPE,
@@ -67,6 +144,8 @@ class Guard:
         assert self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        if database is not None:
+            self._send(database.line())
         if fence_seconds is not None:
             self._send(f"f{fence_seconds!r}\n")
         if ok_at is not None:
@@ -88,6 +167,21 @@ class Guard:
     def heartbeat(self, sent_at: float) -> None:
         """A heartbeat sent at ``sent_at`` (time.monotonic()) got through."""
         self._send(f"h{sent_at!r}\n")
+
+    def hold(self, outcome: HeldOutcome) -> None:
+        """A run's process has ended with ``outcome``: the guard keeps it until
+        :meth:`release`, and writes it itself if the worker dies or is fenced first."""
+        with self._lock:
+            self._holding.add(outcome.run_id)
+        self._send(outcome.line())
+
+    def release(self, run_ids: Iterable[int]) -> None:
+        """The reports of ``run_ids`` are committed (or were not ours): drop them."""
+        with self._lock:
+            released = [run_id for run_id in run_ids if run_id in self._holding]
+            self._holding.difference_update(released)
+        if released:
+            self._send("".join(f"a{run_id}\n" for run_id in released))
 
     def killed(self, pgid: int) -> bool:
         """True if the guard killed ``pgid`` because the worker was fenced.
@@ -142,9 +236,14 @@ class Guard:
                 self._proc = None
 
     def close(self) -> None:
-        """End the guard: it kills what is still registered (normally nothing)."""
+        """End the guard: it kills what is still registered (normally nothing).
+
+        Outcomes it still holds (reports the worker could not write: the database is
+        down) are written by the guard once the database answers; it is left to do
+        that on its own rather than killed."""
         with self._lock:
             proc, self._proc = self._proc, None
+            holding = len(self._holding)
         if proc is None:
             return
         if proc.stdin is not None:
@@ -152,6 +251,14 @@ class Guard:
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
+            if holding:
+                log.warning(
+                    "the process guard (pid %s) holds %d run outcome(s) this worker could "
+                    "not write; it writes them when the database answers",
+                    proc.pid,
+                    holding,
+                )
+                return
             proc.kill()
             proc.wait()
         if proc.stdout is not None:
@@ -161,12 +268,13 @@ class Guard:
 class Watch:
     """The guard's state: registered groups, the fence, and what it has killed."""
 
-    def __init__(self, report: int | None = None) -> None:
+    def __init__(self, report: int | None = None, outcomes: Outcomes | None = None) -> None:
         self.groups: set[int] = set()
         self.cgroups: dict[int, str] = {}
         self.fence: float | None = None
         self.ok_at: float | None = None
         self.fenced = False
+        self.outcomes = outcomes if outcomes is not None else Outcomes()
         self._report = report
 
     def handle(self, line: bytes, now: float) -> None:
@@ -186,7 +294,13 @@ class Watch:
                 self.fence = float(value)
             elif kind == b"h":
                 self.ok_at = max(self.ok_at or 0.0, float(value))
-        except ValueError:
+            elif kind == b"o":
+                self.outcomes.hold(_from_json(HeldOutcome, value))
+            elif kind == b"a" and value.isdigit():
+                self.outcomes.release(int(value))
+            elif kind == b"d":
+                self.outcomes.configure(_from_json(DatabaseAccess, value))
+        except (ValueError, TypeError):
             return
         self.check(now)
 
@@ -205,8 +319,10 @@ class Watch:
                     flush=True,
                 )
             self._kill(self.groups)
+            self.outcomes.set_due(True, "no heartbeat past the fence")
         elif not late and self.fenced:
             self.fenced = False
+            self.outcomes.set_due(False)
 
     def deadline(self) -> float | None:
         if self.fence is None or self.ok_at is None or self.fenced:
@@ -221,6 +337,199 @@ class Watch:
             kill_group(pgid)
             if pgid in self.cgroups:
                 kill_directory(Path(self.cgroups[pgid]))
+
+
+def _say(message: str) -> None:
+    print(f"schedd guard: {message}", file=sys.stderr, flush=True)
+
+
+def _problem(exc: BaseException) -> str:
+    """One line about a database error: the driver's first line, never the statement."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+Writer = Callable[[Any, list[HeldOutcome]], set[int]]
+
+
+class Outcomes:
+    """Run outcomes the guard holds, and the thread that writes them when it must.
+
+    ``hold``/``release`` come from the worker; ``set_due(True)`` (fence tripped) and
+    :meth:`close` (the worker is gone) make the writer thread write what is held, in
+    one transaction, fenced by each run's claim; a failing database is retried every
+    :data:`RETRY` seconds (after the worker died, for ``give_up_seconds`` at most).
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[DatabaseAccess], Any] | None = None,
+        write: Writer | None = None,
+    ) -> None:
+        self.access: DatabaseAccess | None = None
+        self._connect = connect or open_database
+        self._write = write or write_outcomes
+        self._cond = threading.Condition()
+        self._held: dict[int, HeldOutcome] = {}
+        self._due = False
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.written: list[int] = []  # runs whose outcome the guard recorded (tests)
+
+    def configure(self, access: DatabaseAccess) -> None:
+        with self._cond:
+            self.access = access
+
+    def hold(self, outcome: HeldOutcome) -> None:
+        with self._cond:
+            self._held[outcome.run_id] = outcome
+            self._cond.notify_all()
+            if self._thread is None and self.access is not None:
+                # The first outcome: load the database code now, off the main loop, so
+                # that a fence trip later only has to connect and write.
+                self._thread = threading.Thread(target=self._run, name="outcomes", daemon=True)
+                self._thread.start()
+
+    def release(self, run_id: int) -> None:
+        with self._cond:
+            self._held.pop(run_id, None)
+
+    def held(self) -> list[int]:
+        with self._cond:
+            return sorted(self._held)
+
+    def set_due(self, due: bool, reason: str = "") -> None:
+        """Whether the guard must write what it holds (the worker cannot)."""
+        with self._cond:
+            if due and self._held and not self._due:
+                _say(f"{reason}: recording {len(self._held)} run outcome(s) the worker holds")
+            self._due = due or self._closing
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """The worker is gone: write what is held (retrying), then return."""
+        with self._cond:
+            self._closing = True
+            if self._held and not self._due:
+                _say(f"the worker is gone: recording {len(self._held)} run outcome(s) it held")
+            self._due = True
+            thread = self._thread
+            if thread is None and self._held and self.access is not None:
+                thread = self._thread = threading.Thread(target=self._run, name="outcomes")
+                thread.start()
+            elif self._held and self.access is None:
+                _say(f"no database to record {len(self._held)} run outcome(s) in")
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        access = self.access
+        assert access is not None
+        database = None
+        failing_since: float | None = None
+        try:
+            prepare()
+        except Exception as exc:  # a broken install: say so, hold nothing back
+            _say(f"cannot load the database code, outcomes are not recorded: {exc!r}")
+            return
+        while True:
+            with self._cond:
+                while not (self._closing or (self._due and self._held)):
+                    self._cond.wait()
+                if not (self._due and self._held):
+                    return  # the worker is gone and nothing is left to write
+                batch = sorted(self._held.values(), key=lambda outcome: outcome.run_id)
+            try:
+                if database is None:
+                    database = self._connect(access)
+                written = self._write(database, batch)
+            except Exception as exc:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    _say(f"cannot record run outcomes yet, retrying: {_problem(exc)}")
+                with self._cond:
+                    if self._closing and now - failing_since > access.give_up_seconds:
+                        _say(
+                            f"gave up recording the outcome of run(s) "
+                            f"{', '.join(str(o.run_id) for o in batch)} after "
+                            f"{now - failing_since:.0f} s; they will be reaped as lost"
+                        )
+                        return
+                    self._cond.wait(RETRY)
+                continue
+            failing_since = None
+            with self._cond:
+                for outcome in batch:
+                    if self._held.get(outcome.run_id) is outcome:
+                        del self._held[outcome.run_id]
+                self.written.extend(sorted(written))
+            ids = [o.run_id for o in batch]
+            others = [run_id for run_id in ids if run_id not in written]
+            _say(
+                f"recorded the outcome of run(s) {', '.join(map(str, sorted(written))) or '-'}"
+                + (
+                    f"; already recorded or no longer this worker's: {', '.join(map(str, others))}"
+                    if others
+                    else ""
+                )
+            )
+
+
+def prepare() -> None:
+    """Import the database code (slow: SQLAlchemy, the models), once it may be needed."""
+    import schedd.db  # noqa: F401
+    import schedd.scheduler.notify  # noqa: F401
+    import schedd.services.claims  # noqa: F401
+
+
+def open_database(access: DatabaseAccess) -> Any:
+    from schedd.db import SessionLimits, create_database
+
+    return create_database(
+        access.url,
+        max_connections=1,
+        connection_timeout=access.connection_timeout,
+        limits=SessionLimits(
+            idle_in_transaction_session_timeout=access.idle_in_transaction_session_timeout,
+            lock_timeout=access.lock_timeout,
+            statement_timeout=access.statement_timeout,
+        ),
+        application_name=access.application_name,
+    )
+
+
+def write_outcomes(database: Any, batch: list[HeldOutcome]) -> set[int]:
+    """Write ``batch`` as the worker's report would (fenced by each run's claim, the
+    schedulers woken for retries and dependents); returns the runs written."""
+    from schedd.models import RunStatus
+    from schedd.scheduler.notify import runs_need_scheduler
+    from schedd.services import claims
+
+    finals = []
+    for outcome in batch:
+        try:
+            status = RunStatus(outcome.status)
+            finals.append(
+                claims.Final(
+                    claims.Claim(outcome.run_id, outcome.worker_id, outcome.claim),
+                    status,
+                    outcome.exit_code,
+                    outcome.execution_time,
+                    outcome.error_message,
+                    outcome.result,
+                    None,
+                    outcome.cpu_seconds,
+                    outcome.max_rss_mb,
+                )
+            )
+        except ValueError as exc:
+            _say(f"run {outcome.run_id}: not an outcome to record ({exc})")
+    with database.session() as session:
+        written = claims.finish_many(session, finals)
+        runs_need_scheduler(session, sorted(written))
+    return written
 
 
 def kill_group(pgid: int) -> None:
@@ -259,6 +568,7 @@ def main() -> None:
     serve(sys.stdin.fileno(), watch)
     for pgid in watch.groups:
         kill_group(pgid)
+    watch.outcomes.close()
 
 
 if __name__ == "__main__":

@@ -465,6 +465,29 @@ def finish_many(session: Session, finals: Sequence[Final]) -> set[int]:
     return written
 
 
+def recorded(session: Session, finals: Sequence[Final]) -> set[int]:
+    """Those of ``finals`` whose run already ended as reported under the same claim
+    (the worker's guard wrote it: :mod:`schedd.executors.guard`)."""
+    if not finals:
+        return set()
+    rows = session.execute(
+        sa.select(runs.c.id, runs.c.worker_id, runs.c.claim, runs.c.status).where(
+            runs.c.id.in_([final.claim.run_id for final in finals])
+        )
+    ).all()
+    by_id = {row.id: row for row in rows}
+    found = set()
+    for final in finals:
+        row = by_id.get(final.claim.run_id)
+        if (
+            row is not None
+            and (row.worker_id, row.claim) == (final.claim.worker_id, final.claim.claim)
+            and row.status == final.status.value
+        ):
+            found.add(final.claim.run_id)
+    return found
+
+
 def _finish_one(session: Session, final: Final) -> bool:
     values: dict[str, Any] = {
         "status": final.status.value,

@@ -60,7 +60,8 @@ class Drain:
             )
         if not self._wait(self.book.idle, REPORT_WAIT, escalate=False):
             log.error(
-                "could not write the end of %d run(s); the reaper will mark them lost",
+                "could not write the end of %d run(s); the process guard records those that "
+                "ended when the database answers, the reaper marks the others lost",
                 len(self.book.held_ids()),
             )
         self.monitor.stop(timeout=5.0)

@@ -48,6 +48,7 @@ class Monitor:
         *,
         publish: Callable[[list[Message]], None],
         wake_scheduler: Callable[[], None] | None = None,
+        on_recorded: Callable[[list[int]], None] | None = None,
         poll_interval: float = POLL_INTERVAL,
         flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
@@ -55,6 +56,7 @@ class Monitor:
         self.book = book
         self.publish = publish
         self.wake_scheduler = wake_scheduler
+        self.on_recorded = on_recorded
         self.poll_interval = poll_interval
         self.flush_interval = flush_interval
         self._stop = threading.Event()
@@ -121,6 +123,8 @@ class Monitor:
         except BaseException:
             self.book.requeue(reports)
             raise
+        if self.on_recorded is not None:  # the guard no longer needs to hold them
+            self.on_recorded([r.run.run_id for r in reports if r.action is Action.finish])
         if wake and self.wake_scheduler is not None:
             self.wake_scheduler()
         handed_back: list[Message] = []
@@ -131,6 +135,13 @@ class Monitor:
                     "run %d ended (%s) but is no longer this worker's; nothing recorded",
                     run.run_id,
                     report.status,
+                )
+            elif report.action is Action.finish and isinstance(result, RunStatus):
+                log.info(
+                    "run %d ended (%s): recorded by this worker's guard while the worker "
+                    "could not (frozen, or cut off from the database)",
+                    run.run_id,
+                    result,
                 )
             elif report.action is Action.hand_back:
                 if result is RunStatus.pending:
@@ -188,7 +199,8 @@ def _ended(report: Report, result: bool | RunStatus | None) -> bool:
 
 def _write(session: Session, reports: list[Report]) -> list[tuple[Report, bool | RunStatus | None]]:
     """Final reports, each fenced by its run's claim: the ends of runs in one batch
-    (matched or not), then each hand-back (its new status, or None when not ours).
+    (True: written; False: not ours; the status: the guard had recorded it under this
+    claim), then each hand-back (its new status, or None when not ours).
     A traced run's ``worker.report`` span covers the write its report was part of."""
     with contextlib.ExitStack() as spans:
         traced: dict[int, tracing.Span] = {}
@@ -241,6 +253,12 @@ def _write_reports(
         else:
             results[run.run_id] = None
     ended = claims.finish_many(session, [final for _, final in finals])
+    # A finish that matched nothing: taken away, or recorded by this worker's guard
+    # while the worker was frozen or cut off (rare: one more query then).
+    by_guard = claims.recorded(
+        session, [final for _, final in finals if final.claim.run_id not in ended]
+    )
     for report, _ in finals:
-        results[report.run.run_id] = report.run.run_id in ended
+        run_id = report.run.run_id
+        results[run_id] = report.status if run_id in by_guard else run_id in ended
     return [(report, results[report.run.run_id]) for report in reports]

@@ -29,7 +29,7 @@ from schedd.daemon import Context
 from schedd.errors import ConfigError, NotFound, Unavailable, first_line
 from schedd.executors import cgroupsv2
 from schedd.executors.base import RunSpec, StopReason
-from schedd.executors.guard import Guard
+from schedd.executors.guard import DatabaseAccess, Guard, HeldOutcome
 from schedd.executors.identity import current_user
 from schedd.executors.registry import create_executors
 from schedd.executors.runas import check_run_as
@@ -43,7 +43,7 @@ from schedd.worker.drain import Drain
 from schedd.worker.heartbeat import Heartbeat
 from schedd.worker.identity import identify
 from schedd.worker.monitor import Monitor
-from schedd.worker.runs import Action, ActiveRun, RunBook, execute
+from schedd.worker.runs import Action, ActiveRun, Report, RunBook, execute
 
 log = logging.getLogger("schedd.worker")
 
@@ -83,6 +83,45 @@ def check_settings(settings: Settings, *, host: bool = True) -> None:
     check_run_as(settings)
 
 
+def guard_database(ctx: Context) -> DatabaseAccess | None:
+    """What the guard needs to record outcomes the worker could not (None: an in-memory
+    database, which only this process can reach)."""
+    url = ctx.db.engine.url
+    if ctx.db.is_sqlite and url.database in (None, "", ":memory:"):
+        return None
+    database = ctx.settings.database
+    return DatabaseAccess(
+        url=url.render_as_string(hide_password=False),
+        connection_timeout=database.connection_timeout,
+        idle_in_transaction_session_timeout=database.idle_in_transaction_session_timeout,
+        lock_timeout=database.lock_timeout,
+        statement_timeout=database.statement_timeout,
+        application_name=f"schedd guard of worker pid {os.getpid()}",
+        # The fenced write is safe at any time (it only matches a run still running
+        # under this claim); this only bounds how long a guard outlives its worker
+        # while the database is down.
+        give_up_seconds=max(300.0, 3 * ctx.settings.effective_heartbeat_timeout),
+    )
+
+
+def held_outcome(report: Report) -> HeldOutcome:
+    """A finished run's report as the guard holds it (everything but the last output)."""
+    assert report.status is not None
+    run = report.run
+    return HeldOutcome(
+        run_id=run.run_id,
+        worker_id=run.claim.worker_id,
+        claim=run.claim.claim,
+        status=report.status.value,
+        exit_code=report.exit_code,
+        execution_time=report.execution_time,
+        error_message=report.error_message,
+        result=run.capture.result() or None,
+        cpu_seconds=report.cpu_seconds,
+        max_rss_mb=report.max_rss_mb,
+    )
+
+
 class WorkerRole:
     name = "worker"
 
@@ -117,7 +156,11 @@ class WorkerRole:
         # A scheduler in this process (embedded, SQLite) is woken directly; others by the
         # NOTIFY the monitor sends on PostgreSQL.
         self.monitor = Monitor(
-            ctx.db, self.book, publish=self._publish, wake_scheduler=ctx.tasks_changed.set
+            ctx.db,
+            self.book,
+            publish=self._publish,
+            wake_scheduler=ctx.tasks_changed.set,
+            on_recorded=self.guard.release,
         )
         self.claimer = Claimer(
             ctx.db,
@@ -155,7 +198,9 @@ class WorkerRole:
             ISOLATION_MODES[self.cgroups.mode],
             ", ".join(sorted(self.cgroups.controllers())) or "none",
         )
-        self.guard.start(self.heartbeat.fence_seconds, self.heartbeat.ok_at)
+        self.guard.start(
+            self.heartbeat.fence_seconds, self.heartbeat.ok_at, guard_database(self.ctx)
+        )
         self.heartbeat.start()
         self.monitor.start()
         self._thread.start()
@@ -285,6 +330,10 @@ class WorkerRole:
 
     def _execute(self, run: ActiveRun) -> None:
         report = execute(run, self.executors)
+        if report.action is Action.finish:
+            # Before anything else: from here until its report commits, the outcome
+            # survives this worker's death or freeze in the guard (issue 13).
+            self.guard.hold(held_outcome(report))
         if run.execute_span is not None:
             run.execute_span.set("sched.outcome", str(report.status or report.action))
             if report.exit_code is not None:

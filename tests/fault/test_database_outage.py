@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from schedd.models import RunStatus
-from tests import services
-from tests.faultkit import Cluster
+from tests.faultkit import Cluster, database_outage
 from tests.workerkit import add_run, make_task, wait_until
 
 pytestmark = [pytest.mark.external_service, pytest.mark.slow]
@@ -33,28 +29,6 @@ OUTAGE = {
     "SCHEDD_WORKER__MAX_CONCURRENT_TASKS": "4",
 }
 JOB = 'echo "start $2 $SCHED_RUN_ID" >> "$1"; sleep 3; echo "end $2 $SCHED_RUN_ID" >> "$1"'
-
-
-@contextmanager
-def database_outage(url: str) -> Iterator[None]:
-    """No connection to the database at ``url`` (and none of its backends) until exit."""
-    name = sa.make_url(url).database
-    engine = services.pg_admin_engine()
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-        conn.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :name AND pid <> pg_backend_pid()"
-            ),
-            {"name": name},
-        )
-    try:
-        yield
-    finally:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-        engine.dispose()
 
 
 def test_a_database_outage_loses_nothing_and_runs_no_finished_run_again(
