@@ -40,6 +40,10 @@ def broker_settings(kind: str, url: str, db_url: str, home: Path, **worker: str)
         "DATABASE_URL": db_url,
         "HOME": str(home),
         "SCHEDD_WORKER__HEARTBEAT_INTERVAL": "0.5",
+        # Workers here are threads of the test process (GIL shared by 16+ run threads
+        # each) on a loaded CI machine: the fence gets room beyond one missed beat.
+        "SCHEDD_WORKER__FENCE_SECONDS": "3",
+        "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "4",
         "SCHEDD_WORKER__MAX_CONCURRENT_TASKS": "16",
         **RUN_AS_SELF,
         **{f"SCHEDD_WORKER__{key.upper()}": value for key, value in worker.items()},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,12 +43,24 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'sched.db'}"
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that the tests' databases are copies of."""
+    path = tmp_path_factory.mktemp("template") / "sched.db"
+    database = create_database(f"sqlite:///{path}")
+    migrate(database)
+    database.dispose()
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.external_service)])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated database on each backend: the same test runs on both."""
     if request.param == "sqlite":
-        database = create_database(f"sqlite:///{tmp_path / 'sched.db'}")
-        migrate(database)
+        path = tmp_path / "sched.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        path.chmod(0o600)
+        database = create_database(f"sqlite:///{path}")
     else:
         database = create_database(request.getfixturevalue("pg_url"), max_connections=5)
     yield database
@@ -66,3 +79,27 @@ def redis_url() -> str:
     if not services.port_open("127.0.0.1", 6379):
         services.unavailable("Redis", "nothing listens on 127.0.0.1:6379")
     return services.REDIS_URL
+
+
+# Tests share the real RabbitMQ and Redis, and some restart them: every test that uses a
+# broker runs in one xdist worker, one at a time, so a restart never cuts another test's
+# connection. Everything else is spread over the other workers.
+BROKER_FIXTURES = {"rabbitmq_url", "redis_url"}
+BROKER_PARAMS = {"rabbitmq", "redis"}
+
+
+def _uses_broker(item: pytest.Item) -> bool:
+    if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and bool(BROKER_PARAMS & {str(v) for v in callspec.params.values()})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _uses_broker(item):
+            item.add_marker(pytest.mark.xdist_group("brokers"))
+    # Modules with slow tests first (kept whole, for their module fixtures), so no
+    # worker is left with a long test at the end.
+    slow = {item.module for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.module not in slow)

@@ -62,6 +62,13 @@ def unit_command(unit: str, config: Path, instance: str = "") -> tuple[list[str]
     return argv, env
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 @dataclass
 class Deployment:
     config: Path
@@ -253,8 +260,14 @@ def test_a_production_deployment_runs_tasks_and_survives_a_killed_worker(
     victim_name = {f"{HOSTNAME}-1": "worker1", f"{HOSTNAME}-2": "worker2"}[victim_id]
     survivor_id = ({f"{HOSTNAME}-1", f"{HOSTNAME}-2"} - {victim_id}).pop()
     victim = dep.procs[victim_name]
-    descendants = psutil.Process(victim.pid).children(recursive=True)
-    assert any("sleep" in " ".join(p.cmdline()) for p in descendants), "no task running"
+
+    def sleeping() -> bool:  # the shell forks sleep just after it wrote the log line
+        found = psutil.Process(victim.pid).children(recursive=True)
+        descendants[:] = found
+        return any("sleep" in " ".join(_cmdline(p)) for p in found)
+
+    descendants: list[psutil.Process] = []
+    assert wait_until(sleeping, 10, interval=0.1), "no task running"
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     _, alive = psutil.wait_procs(descendants, timeout=10)

@@ -63,16 +63,21 @@ def test_function_runs_through_redis_each_complete_exactly_once(
         assert task.id is not None
         task_id = task.id
     try:
-        with brokerkit.workers(
-            "redis",
-            redis_url,
-            pg_db,
-            tmp_path,
-            namespace,
-            2,
-            working_directory=str(ROOT),
-            function_pool_size="4",
-            max_runs_per_process="150",  # every process is recycled a few times
+        with (
+            brokerkit.workers(
+                "redis",
+                redis_url,
+                pg_db,
+                tmp_path,
+                namespace,
+                2,
+                working_directory=str(ROOT),
+                function_pool_size="4",
+                max_runs_per_process="150",  # every process is recycled a few times
+            ),
+            # As the scheduler does: runs handed back (a fence on a loaded machine) are
+            # published again.
+            brokerkit.sweeping(pg_db, publisher, redispatch_after=3.0),
         ):
             ids = brokerkit.trigger(pg_db, publisher, task_id, 1000, task_type="function")
             found = brokerkit.wait_all_completed(pg_db, ids, timeout=120)
