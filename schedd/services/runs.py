@@ -25,12 +25,13 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from schedd import cron, tracing
+from schedd.bounds import MAX_ARGUMENTS
 from schedd.brokers.base import Broker, Message
 from schedd.db import Database
 from schedd.errors import Conflict, InvalidInput, NotFound
 from schedd.models import ConcurrencyPolicy, RunStatus, Task, TaskRun, TaskStatus, Trigger
 from schedd.scheduler import store
-from schedd.schemas import MAX_ARGUMENTS, Page, RunRead
+from schedd.schemas import Page, RunRead
 from schedd.services import audit
 from schedd.services.dispatch import dispatcher_for
 from schedd.services.paging import DEFAULT_PAGE_SIZE, fetch_page

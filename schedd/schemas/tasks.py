@@ -1,26 +1,12 @@
-"""API request and response models, shared by the HTTP API and `schedctl --db`.
-
-Request models forbid unknown fields, so a misspelt field is an error that names it
-instead of a silently ignored value.
-"""
+"""Task request and response models: POST/PATCH bodies with their field rules, the
+task as read back, and a trigger's body."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from schedd.bounds import (
     ARGUMENTS_DOC,
@@ -29,7 +15,6 @@ from schedd.bounds import (
     check_arguments,
     check_metadata,
 )
-from schedd.errors import InvalidInput
 from schedd.models import (
     ConcurrencyPolicy,
     Executor,
@@ -38,6 +23,7 @@ from schedd.models import (
     Task,
     TaskStatus,
 )
+from schedd.schemas.common import MAX_ID, NUMBERS, json_number, json_numbers, published
 from schedd.textrules import (
     ENV_NAME_PATTERN,
     NAME_PATTERN,
@@ -48,90 +34,15 @@ from schedd.textrules import (
     matches,
 )
 
-T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
-
 MAX_COMMAND = 65_536
 
 MAX_TIMEOUT = 7 * 24 * 3600
 MAX_RETRIES = 100
 MAX_RETRY_DELAY = 24 * 3600.0
 
-
-class Page(BaseModel, Generic[T]):
-    """One page of a list: the seed's list shape."""
-
-    items: list[T]
-    total: int
-    page: int
-    size: int
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
-
-
-def _published(**keywords: Any) -> Any:
-    """JSON Schema keywords for the OpenAPI document that a validator of the model
-    enforces (with a message in words), from the same rule."""
-    return Field(json_schema_extra=keywords)
-
-
-MAX_ID = 2_147_483_647  # ids are 32-bit integers in PostgreSQL
 MAX_TAG = 64
-Tag = Annotated[str, _published(pattern=TAG_PATTERN, minLength=1, maxLength=MAX_TAG)]
-
-
-def _json_number(value: Any, kind: str = "an integer") -> Any:
-    # Pydantic would take true as 1 and "5" as 5: the schema says number.
-    if isinstance(value, bool | str | bytes):
-        raise ValueError(f"must be {kind} (a JSON number), not {type(value).__name__}")
-    return value
-
-
-INTEGERS = frozenset(
-    {"retry_count", "timeout_seconds", "memory_max_mb", "pids_max", "current_task_count"}
-    | {"ttl_seconds"}
-)
-NUMBERS = (
-    "retry_count",
-    "retry_delay_seconds",
-    "timeout_seconds",
-    "memory_max_mb",
-    "cpu_max",
-    "pids_max",
-    "current_task_count",
-    "load_average",
-    "memory_usage",
-    "cpu_usage",
-    "ttl_seconds",
-)
-
-
-def _json_numbers(value: Any, info: ValidationInfo) -> Any:
-    """Numbers as JSON Schema has them (3.0 is an integer, true and "3" are no
-    numbers), for a field_validator(mode="before") of the NUMBERS of a model."""
-    if value is None:
-        return None
-    return _json_number(value, "an integer" if info.field_name in INTEGERS else "a number")
-
-
-TaskId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_json_number)]
-
-
-def _iso_datetime(value: Any) -> Any:
-    # Pydantic reads a number (or a numeric string) as a Unix time: refuse it, the
-    # schema says date-time.
-    if isinstance(value, str) and re.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        return value
-    if isinstance(value, datetime):
-        return value
-    raise ValueError("expected an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
-
-
-IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
+Tag = Annotated[str, published(pattern=TAG_PATTERN, minLength=1, maxLength=MAX_TAG)]
+TaskId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(json_number)]
 
 
 def _check_name(value: str) -> str:
@@ -211,7 +122,7 @@ def check_notify(value: dict[str, Any]) -> dict[str, Any]:
 class _TaskFields(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    _numbers = field_validator(*NUMBERS[:6], mode="before", check_fields=False)(_json_numbers)
+    _numbers = field_validator(*NUMBERS[:6], mode="before", check_fields=False)(json_numbers)
 
     @field_validator("name", check_fields=False)
     @classmethod
@@ -434,112 +345,6 @@ class TaskCreated(TaskRead):
     )
 
 
-def validated(model: type[M], data: Any) -> M:
-    """``model.model_validate(data)``, with errors turned into one InvalidInput.
-
-    The message names the field: ``schedule: cron expression ... out of range``.
-    """
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise invalid_input_from(exc) from None
-
-
-def invalid_input_from(exc: ValidationError) -> InvalidInput:
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
-    message = message.removeprefix("Value error, ")
-    return InvalidInput(f"{field}: {message}" if field else message, field=field)
-
-
-class RunRead(BaseModel):
-    """A run as the API shows it (the seed's TaskRun shape plus additions)."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    task_id: int
-    worker_id: str | None
-    status: str
-    started_at: datetime | None
-    completed_at: datetime | None
-    result: str | None
-    error_message: str | None
-    retry_count: int
-    exit_code: int | None
-    execution_time: float | None
-    scheduled_for: datetime | None
-    trigger: str
-    created_at: datetime
-    task_type: str
-    priority: int
-    arguments: list[str] | None
-    not_before: datetime | None
-    cancel_requested: bool
-    parent_run_id: int | None
-    output_bytes: int
-    cpu_seconds: float | None = None  # CPU time the run used (user + system)
-    max_rss_mb: float | None = None  # its peak memory
-    # The W3C traceparent of the span that created the run (not shown: for the message).
-    _trace_context: str | None = PrivateAttr(default=None)
-
-
-class WorkerRead(BaseModel):
-    """A worker as the API shows it (the seed's Worker shape plus additions)."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    hostname: str
-    ip_address: str | None
-    port: int | None
-    task_types: list[str]
-    max_concurrent_tasks: int
-    current_task_count: int
-    status: str
-    last_heartbeat: datetime | None
-    registered_at: datetime
-    load_average: float | None
-    memory_usage: float | None
-    cpu_usage: float | None
-    executor_types: list[str]
-    pid: int | None
-    version: str | None
-    isolation: str | None = None  # cgroup2 | hybrid (a cgroup per run) | none
-
-
-class HeartbeatIn(BaseModel):
-    """Body of POST /api/workers/{id}/heartbeat (the seed's fields)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    _numbers = field_validator(*NUMBERS[6:10], mode="before")(_json_numbers)
-
-    current_task_count: int = Field(default=0, ge=0, le=100_000)
-    load_average: float | None = Field(default=None, ge=0)
-    memory_usage: float | None = Field(default=None, ge=0)
-    cpu_usage: float | None = Field(default=None, ge=0, le=100_000)
-
-
-# --- HTTP API: auth, system, runs ----------------------------------------------------
-# Request bodies forbid unknown fields like the task bodies above.
-
-SCOPES = (
-    "task.read",
-    "task.write",
-    "task.execute",
-    "task.delete",
-    "worker.read",
-    "worker.write",
-    "system.read",
-    "system.write",
-)
-Scope = Annotated[str, _published(enum=list(SCOPES))]
-
-
 class TriggerIn(BaseModel):
     """Optional body of POST /api/tasks/{id}/trigger: a per-run argument override."""
 
@@ -555,193 +360,5 @@ class TriggerIn(BaseModel):
         return None if value is None else check_arguments(value)
 
 
-class ApiKeyCreate(BaseModel):
-    """Body of POST /api/apikeys. Scopes default to none; at most the caller's."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
-    scopes: list[Scope] = Field(default_factory=list, max_length=len(SCOPES))
-    expires_at: IsoDateTime | None = None
-
-    @field_validator("scopes")
-    @classmethod
-    def _known_scopes(cls, value: list[str]) -> list[str]:
-        return check_scopes(value)
-
-
-class ApiKeyRead(BaseModel):
-    """An API key as lists show it: never the key, only its first characters."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    name: str
-    prefix: str
-    scopes: list[str]
-    created_at: datetime
-    created_by: str | None
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-
-
-class ApiKeyCreated(ApiKeyRead):
-    """The response that creates a key: the only time the key itself is shown."""
-
-    key: str
-
-
-class TokenCreate(BaseModel):
-    """Body of POST /api/tokens. Scopes default to all of the caller's."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    scopes: list[Scope] | None = Field(default=None, max_length=len(SCOPES))
-    _numbers = field_validator("ttl_seconds", mode="before")(_json_numbers)
-
-    # The maximum published is auth.token_ttl_seconds (schedd/api/openapi.py).
-    ttl_seconds: int | None = Field(default=None, ge=1, le=31_536_000)
-
-    @field_validator("scopes")
-    @classmethod
-    def _known_scopes(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else check_scopes(value)
-
-
-class TokenRead(BaseModel):
-    token: str
-    token_type: str = "bearer"
-    expires_at: datetime
-    scopes: list[str]
-
-
-class WhoAmI(BaseModel):
-    actor: str
-    kind: str  # "api_key" or "token"
-    key_id: int
-    key_name: str
-    scopes: list[str]
-    expires_at: datetime | None
-
-
-def check_scopes(values: list[str]) -> list[str]:
-    unknown = [s for s in values if s not in SCOPES]
-    if unknown:
-        raise ValueError(f"unknown scope {unknown[0]!r} (expected any of {', '.join(SCOPES)})")
-    return [s for s in SCOPES if s in values]  # canonical order, no repeats
-
-
-class AuditRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    time: datetime
-    actor: str
-    action: str
-    target: str
-    outcome: str
-    detail: dict[str, Any]
-
-
-class SystemLogRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    time: datetime
-    level: str
-    component: str
-    message: str
-    refs: dict[str, Any]
-
-
-class RunCounts(BaseModel):
-    total: int
-    by_status: dict[str, int]
-    success_rate: float | None  # completed / ended (skipped and cancelled excluded)
-    throughput_per_minute: float  # ended runs per minute
-
-
-class StatsRead(BaseModel):
-    """GET /api/system/stats. Run windows count runs created in the last hour/day."""
-
-    version: str
-    uptime_seconds: float
-    time: datetime
-    tasks: dict[str, int]
-    runs_last_hour: RunCounts
-    runs_last_day: RunCounts
-    workers: dict[str, int]
-    queue_depth: int  # pending runs: the backlog waiting for a worker
-    oldest_pending_seconds: float | None = None  # age of the oldest pending run
-
-
-class HealthRead(BaseModel):
-    status: str  # ok | degraded | unavailable
-    database: str  # ok | unavailable
-    broker: str  # ok | unavailable | none
-    version: str
-    # The backlog: pending runs and the age of the oldest (None when the database
-    # did not answer).
-    pending_runs: int | None = None
-    oldest_pending_seconds: float | None = None
-    # Active workers by how they isolate runs: cgroup2, hybrid (a cgroup per run) or
-    # none (process groups); absent when the database does not answer.
-    isolation: dict[str, int] | None = None
-    # This process's host clock minus the database's (the scheduler fires by the
-    # database's; each scheduler exports its own as scheduler_clock_skew_seconds).
-    clock_skew_seconds: float | None = None
-
-
-class OutputRead(BaseModel):
-    """A slice of a run's output; read again from ``next_offset`` to follow it."""
-
-    data: str
-    offset: int
-    next_offset: int
-    finished: bool
-
-
 class FireTimes(BaseModel):
     times: list[datetime]
-
-
-class ChannelRead(BaseModel):
-    """A notification channel as configured; its URL shows scheme and host only."""
-
-    name: str
-    type: str
-    target: str
-    timeout_seconds: float
-    secrets: dict[str, bool] = Field(
-        default_factory=dict, description="Environment variables it reads, and whether set."
-    )
-
-
-class DeliveryRead(BaseModel):
-    """One alert (or digest) for one channel, and how sending it went."""
-
-    id: int
-    channel: str
-    state: str
-    event: str
-    event_id: int | None
-    task_id: int | None
-    task_name: str | None
-    run_id: int | None
-    subject: str
-    attempts: int
-    last_error: str | None
-    created_at: datetime
-    next_attempt_at: datetime | None
-    sent_at: datetime | None
-    digest_id: int | None
-    digest_count: int
-
-
-class ChannelTestRead(BaseModel):
-    """The answer to a test message: it was delivered (a failure is an error)."""
-
-    channel: str
-    delivered: bool
-    subject: str
