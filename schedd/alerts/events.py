@@ -219,6 +219,25 @@ def _recorded(event: str) -> sa.Exists:
     return sa.exists().where(events.c.run_id == runs.c.id, events.c.event == event)
 
 
+def _unrecorded(session: Session, query: sa.Select[Any], event: str, since: datetime) -> list[Any]:
+    """The runs of ``query`` that ended at or after ``since`` and have no ``event``
+    event yet, the earliest ended first: at most a BATCH of them."""
+    return list(
+        session.execute(
+            query.where(runs.c.completed_at >= since, ~_recorded(event))
+            .order_by(runs.c.completed_at, runs.c.id)
+            .limit(BATCH)
+        ).all()
+    )
+
+
+def _run_event(event: str, row: Any, task: TaskRules, task_name: str | None = None) -> NewEvent:
+    """The ``event`` of the run in ``row`` (the run columns), for ``task``'s channels."""
+    details = run_details(row, task.name if task_name is None else task_name)
+    channels = task.rules.channels(event)
+    return NewEvent(f"{event}:run:{row.id}", event, row.task_id, row.id, details, channels)
+
+
 def scan_outcomes(
     session: Session,
     rules: Sequence[TaskRules],
@@ -233,28 +252,17 @@ def scan_outcomes(
     recorded, full = 0, False
     base = sa.select(*_run_columns()).outerjoin(workers, workers.c.id == runs.c.worker_id)
     # Last attempts that ended badly (a failed attempt that will be retried is no alert).
-    failed = session.execute(
+    failed = _unrecorded(
+        session,
         base.add_columns(tasks.c.name)
         .join(tasks, tasks.c.id == runs.c.task_id)
-        .where(
-            ENDED_BADLY,
-            runs.c.completed_at >= since,
-            runs.c.retry_count >= tasks.c.retry_count,
-            ~_recorded("failed"),
-        )
-        .order_by(runs.c.completed_at, runs.c.id)
-        .limit(BATCH)
-    ).all()
+        .where(ENDED_BADLY, runs.c.retry_count >= tasks.c.retry_count),
+        "failed",
+        since,
+    )
     full |= len(failed) == BATCH
     found = [
-        NewEvent(
-            f"failed:run:{row.id}",
-            "failed",
-            row.task_id,
-            row.id,
-            run_details(row, row.name),
-            by_id[row.task_id].rules.channels("failed"),
-        )
+        _run_event("failed", row, by_id[row.task_id], row.name)
         for row in failed
         if row.task_id in by_id
     ]
@@ -262,28 +270,14 @@ def scan_outcomes(
     recorded += _recoveries(session, by_id, settings, now)
     wanted = [t.id for t in rules if t.rules.channels("succeeded")]
     if wanted:
-        done = session.execute(
-            base.where(
-                runs.c.task_id.in_(wanted),
-                runs.c.status == RunStatus.completed.value,
-                runs.c.completed_at >= since,
-                ~_recorded("succeeded"),
-            )
-            .order_by(runs.c.completed_at, runs.c.id)
-            .limit(BATCH)
-        ).all()
+        done = _unrecorded(
+            session,
+            base.where(runs.c.task_id.in_(wanted), runs.c.status == RunStatus.completed.value),
+            "succeeded",
+            since,
+        )
         full |= len(done) == BATCH
-        found = [
-            NewEvent(
-                f"succeeded:run:{row.id}",
-                "succeeded",
-                row.task_id,
-                row.id,
-                run_details(row, by_id[row.task_id].name),
-                by_id[row.task_id].rules.channels("succeeded"),
-            )
-            for row in done
-        ]
+        found = [_run_event("succeeded", row, by_id[row.task_id]) for row in done]
         recorded += record(session, found, now)
     return recorded, full
 
@@ -335,16 +329,7 @@ def _recoveries(
         ).first()
         if row is None:
             continue
-        found.append(
-            NewEvent(
-                f"recovered:run:{row.id}",
-                "recovered",
-                task_id,
-                row.id,
-                run_details(row, task.name),
-                task.rules.channels("recovered"),
-            )
-        )
+        found.append(_run_event("recovered", row, task))
     return record(session, found, now)
 
 
