@@ -276,29 +276,32 @@ def _nodes(session: Session, ids: set[int]) -> dict[int, TaskNode]:
     return {r.id: TaskNode(r.id, r.name, r.status) for r in rows}
 
 
+def _edges(
+    session: Session, task_id: int, depth: int, limit: int, *, upstream: bool
+) -> list[tuple[int, int]]:
+    """Dependency edges (from, to) up to ``depth`` hops from ``task_id``, at most
+    ``limit``: upstream to the tasks it depends on, else to the tasks that depend on it."""
+    near = deps.c.task_id if upstream else deps.c.depends_on_id
+    edges: list[tuple[int, int]] = []
+    frontier = {task_id}
+    for _ in range(depth):
+        if not frontier or len(edges) >= limit:
+            break
+        rows = session.execute(
+            sa.select(deps.c.task_id, deps.c.depends_on_id)
+            .where(near.in_(frontier))
+            .limit(limit - len(edges))
+        ).all()
+        edges += [(r.depends_on_id, r.task_id) for r in rows]
+        frontier = {r.depends_on_id if upstream else r.task_id for r in rows}
+    return edges
+
+
 def neighbours(session: Session, task_id: int, depth: int = 2, limit: int = 40) -> Neighbours:
     """Edges around ``task_id`` up to ``depth`` hops each way, at most ``limit`` per
     direction (a hub task with hundreds of dependants is cut, not drawn unreadable)."""
-    edges_up: list[tuple[int, int]] = []
-    edges_down: list[tuple[int, int]] = []
-    frontier_up, frontier_down = {task_id}, {task_id}
-    for _ in range(depth):
-        if frontier_up and len(edges_up) < limit:
-            rows = session.execute(
-                sa.select(deps.c.task_id, deps.c.depends_on_id)
-                .where(deps.c.task_id.in_(frontier_up))
-                .limit(limit - len(edges_up))
-            ).all()
-            edges_up += [(r.depends_on_id, r.task_id) for r in rows]
-            frontier_up = {r.depends_on_id for r in rows}
-        if frontier_down and len(edges_down) < limit:
-            rows = session.execute(
-                sa.select(deps.c.task_id, deps.c.depends_on_id)
-                .where(deps.c.depends_on_id.in_(frontier_down))
-                .limit(limit - len(edges_down))
-            ).all()
-            edges_down += [(r.depends_on_id, r.task_id) for r in rows]
-            frontier_down = {r.task_id for r in rows}
+    edges_up = _edges(session, task_id, depth, limit, upstream=True)
+    edges_down = _edges(session, task_id, depth, limit, upstream=False)
     ids = {task_id} | {i for e in edges_up + edges_down for i in e}
     nodes = _nodes(session, ids)
     result = Neighbours(nodes=nodes)
@@ -342,6 +345,13 @@ class TimelineRun:
     end: datetime | None
 
 
+def _bar(row: Any, task_id: int, task_name: str) -> TimelineRun:
+    """A run as a bar from its start (or its creation) to its end (None: not ended)."""
+    start = _aware(row.started_at) or _aware(row.created_at)
+    assert start is not None
+    return TimelineRun(row.id, task_id, task_name, row.status, start, _aware(row.completed_at))
+
+
 def timeline(
     session: Session,
     hours: float = 6,
@@ -369,12 +379,7 @@ def timeline(
     )
     if task_id is not None:
         query = query.where(runs.c.task_id == task_id)
-    found = []
-    for r in session.execute(query):
-        start = _aware(r.started_at) or _aware(r.created_at)
-        assert start is not None
-        found.append(TimelineRun(r.id, r.task_id, r.name, r.status, start, _aware(r.completed_at)))
-    return found
+    return [_bar(r, r.task_id, r.name) for r in session.execute(query)]
 
 
 def durations(session: Session, task_id: int, count: int = 50) -> list[TimelineRun]:
@@ -387,12 +392,7 @@ def durations(session: Session, task_id: int, count: int = 50) -> list[TimelineR
         .order_by(runs.c.id.desc())
         .limit(count)
     ).all()
-    found = []
-    for r in reversed(rows):
-        start = _aware(r.started_at) or _aware(r.created_at)
-        assert start is not None
-        found.append(TimelineRun(r.id, task_id, "", r.status, start, _aware(r.completed_at)))
-    return found
+    return [_bar(r, task_id, "") for r in reversed(rows)]
 
 
 @dataclass(frozen=True)
