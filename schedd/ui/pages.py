@@ -15,6 +15,7 @@ from schedd.api.deps import DbSession, State
 from schedd.api.params import MAX_ID, PageNo, RunId
 from schedd.errors import InvalidInput
 from schedd.models import TaskStatus
+from schedd.schemas import Page
 from schedd.services import dashboard, output, runs, system, tasks, workers
 from schedd.types import utcnow
 from schedd.ui import charts
@@ -40,6 +41,21 @@ def _page(viewer: Viewer, template: str, notice: str | None = None, **context: A
 
 def _blank(value: str | None) -> str | None:
     return value.strip() or None if value is not None else None
+
+
+def _list_page(
+    viewer: Viewer,
+    template: str,
+    found: Page[Any],
+    size: int,
+    filters: dict[str, str | float | None],
+    **context: Any,
+) -> HTMLResponse:
+    """A page of a filtered list: ``found``, how many pages of ``size`` there are, and
+    the filters as its form shows them ("" where none is set)."""
+    shown: dict[str, Any] = {k: "" if v is None else v for k, v in filters.items()}
+    pages = max((found.total + size - 1) // size, 1)
+    return _page(viewer, template, found=found, pages=pages, **shown, **context)
 
 
 @router.get("/ui/", name="ui.overview")
@@ -81,16 +97,14 @@ def task_list(
         session, name=q, tag=tag, status=status, page=page_no, size=TASKS_PER_PAGE
     )
     ids = [t.id for t in found.items]
-    return _page(
+    return _list_page(
         viewer,
         "tasks.html",
-        found=found,
+        found,
+        TASKS_PER_PAGE,
+        {"q": q, "tag": tag, "status": status},
         strips=dashboard.recent_outcomes(session, ids),
         tags=dashboard.tags_in_use(session),
-        q=q or "",
-        tag=tag or "",
-        status=status or "",
-        pages=max((found.total + TASKS_PER_PAGE - 1) // TASKS_PER_PAGE, 1),
     )
 
 
@@ -212,15 +226,8 @@ def events_page(
         page=page_no,
         size=ROWS_PER_PAGE,
     )
-    return _page(
-        viewer,
-        "events.html",
-        found=found,
-        level=level or "",
-        component=component or "",
-        hours=hours or "",
-        pages=max((found.total + ROWS_PER_PAGE - 1) // ROWS_PER_PAGE, 1),
-    )
+    filters = {"level": level, "component": component, "hours": hours}
+    return _list_page(viewer, "events.html", found, ROWS_PER_PAGE, filters)
 
 
 @router.get("/ui/audit", name="ui.audit")
@@ -244,13 +251,5 @@ def audit_page(
         page=page_no,
         size=ROWS_PER_PAGE,
     )
-    return _page(
-        viewer,
-        "audit.html",
-        found=found,
-        actor=actor or "",
-        action=action or "",
-        outcome=outcome or "",
-        hours=hours or "",
-        pages=max((found.total + ROWS_PER_PAGE - 1) // ROWS_PER_PAGE, 1),
-    )
+    filters = {"actor": actor, "action": action, "outcome": outcome, "hours": hours}
+    return _list_page(viewer, "audit.html", found, ROWS_PER_PAGE, filters)
