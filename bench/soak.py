@@ -22,9 +22,11 @@ to end. Printed (table and JSON, also written to bench/results/):
 - completed: those whose run, or a retry of it, completed;
 - lost: those with no completed attempt once everything ended;
 - duplicated: those the ledger shows executed more than once, split into
-  ``duplicated_after_lost`` (an attempt was declared lost: its command had ended but
-  its worker was killed, or frozen past the heartbeat timeout, before recording it;
-  at-least-once) and ``double_runs`` (any other: a bug);
+  ``duplicated_after_lost`` (an attempt was declared lost although its command had
+  ended: its worker was killed, or frozen past the heartbeat timeout, before the
+  outcome reached the database or its guard; the guard closes all but a few
+  milliseconds of that window, so this should be 0) and ``double_runs`` (any other: a
+  bug);
 - stuck: runs still pending/running/waiting after the drain;
 - missing seconds: (task, second) pairs in the soak with no run at all, and
   duplicate seconds (two runs for one pair);
@@ -274,9 +276,9 @@ def measure(
         if len(parts) >= 3:
             executions[root(int(parts[2]))] += 1
     roots = [r.id for r in soak_firsts] + triggered
-    # A run whose command ended while its worker was killed, or frozen past the
-    # heartbeat timeout, has no recorded outcome: it was declared lost and ran again
-    # (at-least-once). Any other second execution would be a double run.
+    # A run whose command ended but whose outcome reached neither the database nor the
+    # worker's guard before the worker was killed or frozen past the heartbeat timeout
+    # was declared lost and ran again. Any other second execution is a double run.
     lost_roots = {root(r.id) for r in rows if r.status == "lost"}
     duplicated = [r for r in roots if executions[r] > 1]
     return {

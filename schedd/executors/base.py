@@ -53,6 +53,7 @@ class RunSpec:
     run_as: str | None = None  # the task's run user (user[:group]); None: the worker's
     working_dir: str | None = None  # the task's directory; None: the worker's choice
     limits: Limits = field(default_factory=Limits)  # enforced by the run's cgroup
+    claim: int | None = None  # the claim the worker's writes are fenced by (the guard's too)
 
     def environment(self) -> dict[str, str]:
         """The SCHED_* variables every child process gets."""

@@ -8,6 +8,9 @@ database declares it dead. So each worker starts one small guard process
 one line per message:
 
 - ``+PGID`` / ``-PGID``: a run's process group started / is gone;
+- ``rPGID RUN CLAIM WORKER``: group PGID is run RUN's process, under that claim (sent
+  before ``+PGID``; the guard records the run's end if its process has exited while
+  the worker is frozen, see below);
 - ``cPGID DIR``: the run of group PGID also has the cgroup DIR, killed with it
   (``cgroup.kill``, or freeze and kill: :func:`~.cgroups.kill_directory`), so its
   ``setsid`` and double-forked processes die too; ``-PGID`` forgets it;
@@ -36,8 +39,11 @@ has committed. When the worker dies (end-of-file) or the fence trips (the worker
 frozen or cut off), the guard writes the outcomes it still holds itself, with the same
 fenced update as the worker's report (``claims.finish_many``: only while the run is
 still this claim's and running), retrying while the database does not answer
-(:class:`Outcomes`). The database code is imported on the first held outcome, in the
-guard's writer thread, never at start-up and never on the guard's main loop.
+(:class:`Outcomes`). A command that ends while its worker is frozen is not even reaped:
+when the fence trips, before it kills, the guard reads the exit status of each run's
+first process that is a zombie (``/proc/PID/stat``) and records that run's end too.
+The database code is imported on the first run or held outcome, in the guard's writer
+thread, never at start-up and never on the guard's main loop.
 
 Unknown lines are ignored, so the protocol can grow (isolation's cgroups) without
 breaking an older guard.
@@ -100,6 +106,15 @@ class DatabaseAccess:
 
 
 @dataclass(frozen=True)
+class RunBinding:
+    """Which run (and claim) a registered process group belongs to."""
+
+    run_id: int
+    claim: int
+    worker_id: str
+
+
+@dataclass(frozen=True)
 class HeldOutcome:
     """A run's end as the worker's report writes it, fenced by the same claim."""
 
@@ -155,8 +170,10 @@ class Guard:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    def add(self, pgid: int, cgroup: str | None = None) -> None:
+    def add(self, pgid: int, cgroup: str | None = None, run: RunBinding | None = None) -> None:
         self.forget(pgid)  # a reused group id starts clean
+        if run is not None:
+            self._send(f"r{pgid} {run.run_id} {run.claim} {run.worker_id}\n")
         if cgroup is not None:  # before the group: a fenced guard kills at "+" at once
             self._send(f"c{pgid} {cgroup}\n")
         self._send(f"+{pgid}\n")
@@ -271,6 +288,7 @@ class Watch:
     def __init__(self, report: int | None = None, outcomes: Outcomes | None = None) -> None:
         self.groups: set[int] = set()
         self.cgroups: dict[int, str] = {}
+        self.runs: dict[int, tuple[RunBinding, float]] = {}  # pgid -> run, registered at
         self.fence: float | None = None
         self.ok_at: float | None = None
         self.fenced = False
@@ -287,6 +305,11 @@ class Watch:
             elif kind == b"-" and value.isdigit():
                 self.groups.discard(int(value))
                 self.cgroups.pop(int(value), None)
+                self.runs.pop(int(value), None)
+            elif kind == b"r":
+                group, run_id, claim, worker = value.decode().split(" ", 3)
+                self.runs[int(group)] = (RunBinding(int(run_id), int(claim), worker), now)
+                self.outcomes.prepare()
             elif kind == b"c" and b" " in value:
                 pgid, directory = value.split(b" ", 1)
                 self.cgroups[int(pgid)] = directory.decode()
@@ -311,6 +334,7 @@ class Watch:
         late = now - self.ok_at > self.fence
         if late and not self.fenced:
             self.fenced = True
+            self._record_ended(now)  # before the kill: what ended by itself keeps its end
             if self.groups:
                 print(
                     f"schedd guard: no heartbeat for {now - self.ok_at:.1f} s (fence "
@@ -323,6 +347,25 @@ class Watch:
         elif not late and self.fenced:
             self.fenced = False
             self.outcomes.set_due(False)
+
+    def _record_ended(self, now: float) -> None:
+        """Hold the end of each run whose first process has exited but was not reaped
+        (its worker is frozen): the exit status is in the zombie's ``/proc`` entry."""
+        held = set(self.outcomes.held())
+        for pgid in sorted(self.groups):
+            bound = self.runs.get(pgid)
+            if bound is None or bound[0].run_id in held:
+                continue
+            ended = zombie_status(pgid)
+            if ended is None:
+                continue
+            run, started = bound
+            outcome = outcome_of(run, ended[0], now - started, ended[1])
+            _say(
+                f"run {run.run_id} ended ({outcome.status}, exit code {outcome.exit_code}) "
+                "but its worker has not reaped it: recording it"
+            )
+            self.outcomes.hold(outcome)
 
     def deadline(self) -> float | None:
         if self.fence is None or self.ok_at is None or self.fenced:
@@ -384,9 +427,14 @@ class Outcomes:
         with self._cond:
             self._held[outcome.run_id] = outcome
             self._cond.notify_all()
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Start the writer thread, which loads the database code at once (off the main
+        loop), so that a fence trip later only has to connect and write. Called on the
+        first run and the first outcome: a worker that runs nothing never loads it."""
+        with self._cond:
             if self._thread is None and self.access is not None:
-                # The first outcome: load the database code now, off the main loop, so
-                # that a fence trip later only has to connect and write.
                 self._thread = threading.Thread(target=self._run, name="outcomes", daemon=True)
                 self._thread.start()
 
@@ -482,6 +530,41 @@ def prepare() -> None:
     import schedd.db  # noqa: F401
     import schedd.scheduler.notify  # noqa: F401
     import schedd.services.claims  # noqa: F401
+
+
+def zombie_status(pid: int) -> tuple[int, float] | None:
+    """``(wait status, CPU seconds)`` of ``pid`` if it has exited but is not reaped yet
+    (a zombie: its parent, the worker, is frozen); None otherwise."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 2 (the command name, in parentheses) may hold spaces and parentheses.
+    fields = text[text.rfind(")") + 2 :].split()
+    if len(fields) < 50 or fields[0] != "Z":  # fields[n - 3] is field n of proc(5)
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = sum(int(fields[n - 3]) for n in (14, 15, 16, 17)) / ticks  # its and its children's
+    return int(fields[52 - 3]), cpu
+
+
+def outcome_of(run: RunBinding, status: int, duration: float, cpu: float) -> HeldOutcome:
+    """The run's end as the worker would report this wait status (see
+    ``process.exit_outcome``); ``duration`` runs until the guard looked."""
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        ended, exit_code, error = "completed", 0, None
+    elif code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        ended, exit_code, error = "failed", 128 - code, f"killed by signal {-code} ({name})"
+    else:
+        ended, exit_code, error = "failed", code, f"exited with status {code}"
+    return HeldOutcome(
+        run.run_id, run.worker_id, run.claim, ended, exit_code, duration, error, None, cpu
+    )
 
 
 def open_database(access: DatabaseAccess) -> Any:

@@ -44,7 +44,7 @@ from schedd.executors.base import (
     kill_grace,
 )
 from schedd.executors.cgroups import CgroupError, Cgroups, NoCgroups, RunCgroup
-from schedd.executors.guard import Guard
+from schedd.executors.guard import Guard, RunBinding
 from schedd.executors.identity import RunUser, current_user
 from schedd.executors.launch import launch_command
 from schedd.executors.members import LEADERS, GroupKiller, RunMembers
@@ -179,6 +179,11 @@ class ProcessExecutor(Executor):
                 user=user,
                 cgroup=cgroup,
                 run_id=spec.run_id,
+                run=(
+                    RunBinding(spec.run_id, spec.claim, spec.worker_id)
+                    if spec.claim is not None
+                    else None
+                ),
             )
         finally:
             if cgroup is not None:
@@ -198,6 +203,7 @@ def run_process(
     user: RunUser | None = None,
     cgroup: RunCgroup | None = None,
     run_id: int = 0,
+    run: RunBinding | None = None,
 ) -> Outcome:
     """Run ``argv`` in its own process group, as ``user`` (None: the worker's own, with
     no capabilities), until it and its group are gone."""
@@ -230,7 +236,7 @@ def run_process(
     members = RunMembers(pgid, cgroup, run_id)
     LEADERS.add(pgid)
     if guard is not None:
-        guard.add(pgid, str(cgroup.kill_directory) if cgroup else None)
+        guard.add(pgid, str(cgroup.kill_directory) if cgroup else None, run=run)
     try:
         waiter = _Waiter(proc)
         waiter.sample([pgid])  # what exec left (Popen returns once the exec is done)

@@ -305,6 +305,7 @@ class WorkerRole:
             run_as=claimed.run_as,
             working_dir=claimed.working_dir,
             limits=claimed.limits,
+            claim=claimed.claim.claim,
         )
         run = ActiveRun(claimed, spec, OutputCapture(self.settings.max_output_bytes))
         if tracing.enabled():

@@ -1,6 +1,10 @@
 """A command that ended is never run again because its worker died or froze before
 writing its report (issue 13), with real `schedd run` processes on PostgreSQL.
 
+A command that ends while its worker is already frozen (SIGSTOP) is not even reaped:
+the guard reads its exit status at the fence and records it. The frozen worker, woken,
+finds the run recorded and carries on.
+
 The worker writes a run's end a few milliseconds after it reaps the command, too soon
 to stop it in between from outside. So the database refuses connections while the
 command ends: the worker's report fails (its log says so, and by then the outcome is
@@ -26,8 +30,8 @@ pytestmark = [pytest.mark.external_service, pytest.mark.slow]
 
 TIMINGS = {
     "SCHEDD_WORKER__HEARTBEAT_INTERVAL": "0.5",
-    "SCHEDD_WORKER__FENCE_SECONDS": "2",
-    "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "4",
+    "SCHEDD_WORKER__FENCE_SECONDS": "3",
+    "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "5",
 }
 # Waits for the test's go file, then records that it ran (and which attempt).
 JOB = 'while [ ! -e "$1" ]; do sleep 0.05; done; echo "ran $SCHED_ATTEMPT" >> "$2"'
@@ -104,3 +108,34 @@ def test_a_worker_frozen_after_the_command_ended_finds_it_recorded_when_it_wakes
     )
     assert worker.poll() is None  # it carries on as a healthy worker
     assert cluster.runs_of(task)[0].status == RunStatus.completed
+
+
+def test_a_command_that_ends_while_its_worker_is_frozen_is_recorded_not_run_again(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    go, done = tmp_path / "go", tmp_path / "ledger"
+    cluster.start("scheduler", **TIMINGS)
+    worker, worker_id = cluster.start_worker(**TIMINGS)
+    task = make_task(
+        cluster.db, JOB, arguments=[str(go), str(done)], retry_count=2, retry_delay_seconds=0
+    )
+    run_id = add_run(cluster.db, task)
+    assert wait_for_status(cluster.db, run_id, "running", 15).worker_id == worker_id
+    worker.send_signal(signal.SIGSTOP)
+    go.touch()  # the command ends well inside the fence time; nobody reaps it
+    assert wait_until(lambda: ledger(done) == ["ran 0"], 10), cluster.logs()
+    assert_ran_once(cluster, task, run_id, done)
+    assert f"run {run_id} ended (completed, exit code 0) but its worker has not reaped it" in (
+        cluster.logs()
+    )
+
+    worker.send_signal(signal.SIGCONT)
+    assert wait_until(lambda: "recorded by this worker's guard" in cluster.logs(), 15), (
+        cluster.logs()
+    )
+    assert wait_until(
+        lambda: (w := cluster.worker(worker_id)) is not None and w.status == WorkerStatus.active, 10
+    ), cluster.logs()
+    assert worker.poll() is None  # it carries on as a healthy worker
+    assert [r.status for r in cluster.runs_of(task)] == [RunStatus.completed]
+    assert ledger(done) == ["ran 0"]

@@ -1,9 +1,10 @@
 """Worker faults with real `schedd run` processes on PostgreSQL.
 
-A worker killed with SIGKILL (before or after its first heartbeat), a worker stopped
-with SIGSTOP past the heartbeat timeout, and a worker asked to stop with SIGTERM in the
-middle of a run. The scheduler process (`schedd run --role scheduler`) reaps and
-retries; the worker processes are the real daemon.
+A worker killed with SIGKILL (before or after its first heartbeat) and a worker asked
+to stop with SIGTERM in the middle of a run. (A worker stopped with SIGSTOP past the
+heartbeat timeout: test_frozen_worker.py and test_held_outcomes.py.) The scheduler
+process (`schedd run --role scheduler`) reaps and retries; the worker processes are the
+real daemon.
 """
 
 from __future__ import annotations
@@ -95,36 +96,6 @@ def test_a_worker_killed_before_its_first_heartbeat_is_reaped_the_same_way(
     assert wait_until(lambda: not any(alive(pid) for pid in pids), 3), "children outlived it"
     _, b = cluster.start_worker()
     retried_and_completed(cluster, task, first, by=b)
-
-
-def test_a_stopped_worker_that_resumes_after_the_timeout_changes_nothing(
-    cluster: Cluster,
-) -> None:
-    cluster.start("scheduler")
-    worker_a, a = cluster.start_worker()
-    task = make_task(
-        cluster.db,
-        'sleep 1.5; echo "done on attempt $SCHED_ATTEMPT"',
-        retry_count=1,
-        retry_delay_seconds=0,
-    )
-    first = add_run(cluster.db, task)
-    claimed_by(cluster.db, first, a)
-    worker_a.send_signal(signal.SIGSTOP)
-    _, b = cluster.start_worker()
-    # The first attempt's process finishes while its worker is stopped.
-    retried_and_completed(cluster, task, first, by=b)
-
-    worker_a.send_signal(signal.SIGCONT)
-    assert wait_until(
-        lambda: (w := cluster.worker(a)) is not None and w.status == WorkerStatus.active, 5
-    ), cluster.logs()
-    time.sleep(1.5)  # its late report has had time to be tried
-    runs = cluster.runs_of(task)
-    assert [run.status for run in runs] == [RunStatus.lost, RunStatus.completed]
-    assert runs[0].result is None and runs[0].exit_code is None
-    assert "done on attempt 0" not in cluster.output(first)
-    assert worker_a.poll() is None  # it carries on as a healthy worker
 
 
 def test_sigterm_during_a_run_lets_it_finish_and_the_worker_exits_0(cluster: Cluster) -> None:

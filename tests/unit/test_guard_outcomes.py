@@ -256,3 +256,58 @@ def test_write_outcomes_skips_a_status_a_worker_cannot_report(db: Database) -> N
     written = guard_module.write_outcomes(db, [held_for(claimed, status="pending")])
     assert written == set()
     assert get_run(db, claimed.claim.run_id).status == RunStatus.running
+
+
+# --- a command that ended while its worker was frozen (never reaped) -----------------
+
+
+def zombie(command: str) -> subprocess.Popen[bytes]:
+    """A child that has exited and is not reaped: as a frozen worker's run leaves it."""
+    child = subprocess.Popen(["sh", "-c", command], start_new_session=True)
+    assert wait_until(lambda: guard_module.zombie_status(child.pid) is not None, 10)
+    return child
+
+
+@pytest.mark.parametrize(
+    ("command", "status", "exit_code", "error"),
+    [
+        ("exit 0", "completed", 0, None),
+        ("exit 3", "failed", 3, "exited with status 3"),
+        ("kill -TERM $$", "failed", 143, "killed by signal 15 (SIGTERM)"),
+    ],
+)
+def test_the_exit_of_an_unreaped_process_is_read_as_the_worker_would_report_it(
+    command: str, status: str, exit_code: int, error: str | None
+) -> None:
+    child = zombie(command)
+    try:
+        found = guard_module.zombie_status(child.pid)
+        assert found is not None
+        run = guard_module.RunBinding(5, 2, "w 1")
+        held = guard_module.outcome_of(run, found[0], 1.5, found[1])
+        assert (held.run_id, held.claim, held.worker_id) == (5, 2, "w 1")
+        assert (held.status, held.exit_code, held.error_message) == (status, exit_code, error)
+        assert held.execution_time == 1.5 and held.cpu_seconds is not None
+    finally:
+        child.wait()
+    assert guard_module.zombie_status(child.pid) is None  # reaped: gone
+
+
+def test_at_the_fence_a_run_that_ended_unreaped_is_recorded_and_a_running_one_is_not() -> None:
+    recorder = Recorder()
+    watch = watch_with(recorder)
+    ended = zombie("exit 0")
+    running = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        for pgid, run_id in ((ended.pid, 11), (running.pid, 12)):
+            watch.handle(f"r{pgid} {run_id} 1 w1".encode(), 0.1)
+            watch.handle(f"+{pgid}".encode(), 0.1)
+        watch.handle(b"r1 2", 0.1)  # a short line is ignored
+        watch.check(1.5)  # fenced: the ended run is recorded, the running one killed
+        assert wait_until(lambda: recorder.batches == [[11]], 5)
+        assert running.wait(5) == -9
+        watch.outcomes.close()
+    finally:
+        running.kill()
+        running.wait()
+        ended.wait()
