@@ -27,7 +27,7 @@ from typing import Any
 from bench.deployment import BROKER_URLS, ROOT, child_env
 
 RESULTS_URL = os.environ.get("SCHED_BENCH_CELERY_RESULTS", BROKER_URLS["redis"])
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 180.0  # a loaded 2-core machine starts 32 prefork children slowly
 
 
 def available() -> bool:
@@ -67,6 +67,10 @@ def _configure(broker: str, queue: str) -> dict[str, str]:
     }
 
 
+class CeleryNotReady(Exception):
+    """Celery's workers did not answer a first task in time (a slow or broken start)."""
+
+
 @contextmanager
 def celery_workers(broker: str, workers: int, concurrency: int, home: Path) -> Iterator[Any]:
     """Start ``workers`` prefork workers (``-c concurrency`` each); yield a client app
@@ -95,7 +99,16 @@ def celery_workers(broker: str, workers: int, concurrency: int, home: Path) -> I
                     )
                 )
         # Ready when a task sent now comes back.
-        client.send_task("bench.run_true", args=(time.time(),)).get(timeout=READY_TIMEOUT)
+        try:
+            client.send_task("bench.run_true", args=(time.time(),)).get(timeout=READY_TIMEOUT)
+        except Exception as exc:  # a worker that did not start: say why, do not crash
+            logs = " | ".join(
+                (home / f"celery{i + 1}.log").read_text(errors="replace")[-300:].strip()
+                for i in range(workers)
+            )
+            raise CeleryNotReady(
+                f"no answer within {READY_TIMEOUT:.0f} s ({type(exc).__name__}); logs: {logs}"
+            ) from exc
         yield client
 
 

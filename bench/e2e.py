@@ -346,7 +346,11 @@ def main() -> None:
             entry: dict[str, Any] = {"sched": ours(broker, pool, opts)}
             if with_celery:
                 rate = entry["sched"]["latency"]["rate"]
-                entry["celery"] = celery(broker, rate, opts)
+                try:
+                    entry["celery"] = celery(broker, rate, opts)
+                except Exception as exc:  # reported, never a crash: ours stands
+                    entry["celery_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+                    print(f"celery on {broker}: not measured: {entry['celery_error']}")
             results["brokers"][broker] = entry
             print(render(broker, entry), flush=True)
     print(f"written to {write_result('e2e', results)}")
