@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,11 +83,15 @@ def redis_url() -> str:
     return services.REDIS_URL
 
 
-# Tests share the real RabbitMQ and Redis, and some restart them: every test that uses a
-# broker runs in one xdist worker, one at a time, so a restart never cuts another test's
-# connection. Everything else is spread over the other workers.
+# Tests share the real RabbitMQ and Redis, and a few restart them (marked
+# `broker_restart`). The suite runs on xdist workers, so a restart would cut the
+# connections of a broker test on another worker: every broker test holds a shared lock
+# on one file for its whole run, a restarting test an exclusive one. The lock is the
+# machine's, so two test sessions on one host (a developer's and CI's) keep out of each
+# other's way too. (xdist's own grouping marks do not reach its scheduler under pytest 9.)
 BROKER_FIXTURES = {"rabbitmq_url", "redis_url"}
 BROKER_PARAMS = {"rabbitmq", "redis"}
+BROKER_LOCK = Path(tempfile.gettempdir()) / "sched-tests-brokers.lock"
 
 
 def _uses_broker(item: pytest.Item) -> bool:
@@ -95,10 +101,25 @@ def _uses_broker(item: pytest.Item) -> bool:
     return callspec is not None and bool(BROKER_PARAMS & {str(v) for v in callspec.params.values()})
 
 
+@pytest.fixture(autouse=True)
+def _broker_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    item = request.node
+    if item.get_closest_marker("broker_restart") is not None:
+        mode = fcntl.LOCK_EX
+    elif _uses_broker(item):
+        mode = fcntl.LOCK_SH
+    else:
+        yield
+        return
+    with BROKER_LOCK.open("a") as lock:
+        fcntl.flock(lock, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if _uses_broker(item):
-            item.add_marker(pytest.mark.xdist_group("brokers"))
     # Modules with slow tests first (kept whole, for their module fixtures), so no
     # worker is left with a long test at the end.
     slow = {item.module for item in items if item.get_closest_marker("slow") is not None}

@@ -20,8 +20,10 @@ from tests.workerkit import wait_until
 
 FAST = {
     "SCHEDD_WORKER__HEARTBEAT_INTERVAL": "0.3",
-    "SCHEDD_WORKER__FENCE_SECONDS": "1",
-    "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "1.5",
+    # Room for a loaded CI machine (the suite runs on parallel workers): a live worker
+    # whose heartbeat is late by a second must not fence itself.
+    "SCHEDD_WORKER__FENCE_SECONDS": "2",
+    "SCHEDD_SCHEDULER__HEARTBEAT_TIMEOUT": "3",
     "SCHEDD_WORKER__KILL_GRACE_SECONDS": "1",
     "SCHEDD_SCHEDULER__SCHEDULING_INTERVAL": "0.2",
     "SCHEDD_SCHEDULER__REAP_INTERVAL": "0.2",

@@ -20,6 +20,7 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from schedd.models import RunStatus, WorkerStatus
@@ -36,6 +37,17 @@ TIMINGS = {
 # Waits for the test's go file, then records that it ran (and which attempt).
 JOB = 'while [ ! -e "$1" ]; do sleep 0.05; done; echo "ran $SCHED_ATTEMPT" >> "$2"'
 REPORT_FAILED = "worker monitor: write_reports failed"
+
+
+def command_started(worker_pid: int, go: Path) -> bool:
+    """The run's shell (given the go file's path as an argument) is under the worker."""
+    for child in psutil.Process(worker_pid).children(recursive=True):
+        try:
+            if str(go) in child.cmdline():
+                return True
+        except psutil.Error:
+            continue
+    return False
 
 
 def ledger(path: Path) -> list[str]:
@@ -121,6 +133,9 @@ def test_a_command_that_ends_while_its_worker_is_frozen_is_recorded_not_run_agai
     )
     run_id = add_run(cluster.db, task)
     assert wait_for_status(cluster.db, run_id, "running", 15).worker_id == worker_id
+    # "running" is written at the claim, before the spawn: freeze only once the command
+    # runs (on a loaded machine the worker may not have started it yet).
+    assert wait_until(lambda: command_started(worker.pid, go), 15), cluster.logs()
     worker.send_signal(signal.SIGSTOP)
     go.touch()  # the command ends well inside the fence time; nobody reaps it
     assert wait_until(lambda: ledger(done) == ["ran 0"], 10), cluster.logs()

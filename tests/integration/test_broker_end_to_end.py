@@ -137,6 +137,7 @@ def start_redis() -> None:
     assert brokerkit.wait_for_command(["redis-cli", "ping"], 30), "Redis did not come back"
 
 
+@pytest.mark.broker_restart
 @pytest.mark.parametrize("kind", ["rabbitmq", "redis"])
 def test_runs_survive_a_broker_restart_midway(
     kind: str, request: pytest.FixtureRequest, pg_db: Database, tmp_path: Path

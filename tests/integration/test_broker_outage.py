@@ -200,6 +200,7 @@ def restart_during_consume(
         assert attempts <= 5 + seconds / 2.0, match.group(0)
 
 
+@pytest.mark.broker_restart
 def test_a_rabbitmq_restart_warns_once_per_instance_and_consumption_resumes(
     rabbitmq_url: str, tmp_path: Path, records: Records
 ) -> None:
@@ -211,6 +212,7 @@ def test_a_rabbitmq_restart_warns_once_per_instance_and_consumption_resumes(
         start_rabbitmq()  # idempotent: the service is up for the tests after this one
 
 
+@pytest.mark.broker_restart
 def test_a_redis_restart_warns_once_per_instance_and_consumption_resumes(
     redis_url: str, tmp_path: Path, records: Records
 ) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from schedctl import direct_client
 from schedd import __version__
+from schedd.brokers import registry
 from schedd.brokers.base import Broker
 from schedd.config import Settings
 from schedd.db import Database, create_database
@@ -111,7 +111,8 @@ def test_db_mode_builds_the_broker_for_health_only_and_closes_it(
         built.append(Closing())
         return built[-1]
 
-    monkeypatch.setattr(direct_client, "create_broker", create)
+    # Imported by the health command when it runs (start-up stays light).
+    monkeypatch.setattr(registry, "create_broker", create)
     cli = Cli(tmp_path, migrated_sqlite(tmp_path / "sched.db"))
     cli("task", "create", "t", "true", "--paused")
     cli("task", "list")
