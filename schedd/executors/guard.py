@@ -508,6 +508,11 @@ class Outcomes:
                     self._cond.wait(RETRY)
                 continue
             failing_since = None
+            # Writes are rare (a fence trip, the worker's death): hold no connection
+            # between them.
+            with contextlib.suppress(Exception):
+                database.dispose()
+            database = None
             with self._cond:
                 for outcome in batch:
                     if self._held.get(outcome.run_id) is outcome:
