@@ -334,7 +334,7 @@ class Watch:
         late = now - self.ok_at > self.fence
         if late and not self.fenced:
             self.fenced = True
-            self._record_ended(now)  # before the kill: what ended by itself keeps its end
+            self.record_ended(now)  # before the kill: what ended by itself keeps its end
             if self.groups:
                 print(
                     f"schedd guard: no heartbeat for {now - self.ok_at:.1f} s (fence "
@@ -348,7 +348,7 @@ class Watch:
             self.fenced = False
             self.outcomes.set_due(False)
 
-    def _record_ended(self, now: float) -> None:
+    def record_ended(self, now: float) -> None:
         """Hold the end of each run whose first process has exited but was not reaped
         (its worker is frozen): the exit status is in the zombie's ``/proc`` entry."""
         held = set(self.outcomes.held())
@@ -654,6 +654,9 @@ def main() -> None:
     os.set_blocking(sys.stdout.fileno(), False)
     watch = Watch(report=sys.stdout.fileno())
     serve(sys.stdin.fileno(), watch)
+    # A worker frozen and then killed leaves its ended, unreaped commands to init, which
+    # reaps them at once: best effort, read their ends before that.
+    watch.record_ended(time.monotonic())
     for pgid in watch.groups:
         kill_group(pgid)
     watch.outcomes.close()
