@@ -348,16 +348,17 @@ class Watch:
             self.fenced = False
             self.outcomes.set_due(False)
 
-    def record_ended(self, now: float) -> None:
+    def record_ended(self, now: float, *, exits_only: bool = False) -> None:
         """Hold the end of each run whose first process has exited but was not reaped
-        (its worker is frozen): the exit status is in the zombie's ``/proc`` entry."""
+        (its worker is frozen): the exit status is in the zombie's ``/proc`` entry.
+        ``exits_only``: not those killed by a signal."""
         held = set(self.outcomes.held())
         for pgid in sorted(self.groups):
             bound = self.runs.get(pgid)
             if bound is None or bound[0].run_id in held:
                 continue
             ended = zombie_status(pgid)
-            if ended is None:
+            if ended is None or (exits_only and not os.WIFEXITED(ended[0])):
                 continue
             run, started = bound
             outcome = outcome_of(run, ended[0], now - started, ended[1])
@@ -655,8 +656,10 @@ def main() -> None:
     watch = Watch(report=sys.stdout.fileno())
     serve(sys.stdin.fileno(), watch)
     # A worker frozen and then killed leaves its ended, unreaped commands to init, which
-    # reaps them at once: best effort, read their ends before that.
-    watch.record_ended(time.monotonic())
+    # reaps them at once: best effort, read their ends before that. Only exits: the
+    # worker's death SIGKILLs its children (PR_SET_PDEATHSIG), and a command killed by
+    # a signal now may be one of those.
+    watch.record_ended(time.monotonic(), exits_only=True)
     for pgid in watch.groups:
         kill_group(pgid)
     watch.outcomes.close()

@@ -311,3 +311,19 @@ def test_at_the_fence_a_run_that_ended_unreaped_is_recorded_and_a_running_one_is
         running.kill()
         running.wait()
         ended.wait()
+
+
+def test_at_end_of_file_only_commands_that_exited_are_recorded() -> None:
+    # The worker's death SIGKILLs its children (PR_SET_PDEATHSIG): a command killed by
+    # a signal then may be one of those, and is not the command's own end.
+    watch = Watch(outcomes=Outcomes(connect=lambda _a: object(), write=Recorder().write))
+    exited, killed = zombie("exit 4"), zombie("kill -KILL $$")
+    try:
+        for pgid, run_id in ((exited.pid, 21), (killed.pid, 22)):
+            watch.handle(f"r{pgid} {run_id} 1 w1".encode(), 0.0)
+            watch.handle(f"+{pgid}".encode(), 0.0)
+        watch.record_ended(1.0, exits_only=True)
+        assert watch.outcomes.held() == [21]
+    finally:
+        exited.wait()
+        killed.wait()
