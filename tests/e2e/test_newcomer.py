@@ -75,12 +75,17 @@ def daemon(
     )
     url_file = home / ".local" / "share" / "sched" / "api.url"
     try:
-        assert wait_until(url_file.exists, 60), "schedd did not start its API"
+        if not wait_until(url_file.exists, 60):
+            proc.kill()
+            output, _ = proc.communicate(timeout=10)
+            pytest.fail(f"schedd did not start its API:\n{output[-5000:]}")
         yield proc, env
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def schedctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
