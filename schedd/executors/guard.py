@@ -142,6 +142,8 @@ class Guard:
         self._killed: set[int] = set()
         self._partial = b""
         self._holding: set[int] = set()  # runs whose outcome the guard holds
+        self._fence: float | None = None  # what the guard process was told
+        self._ok_at: float | None = None
 
     def start(
         self,
@@ -162,9 +164,18 @@ class Guard:
         if database is not None:
             self._send(database.line())
         if fence_seconds is not None:
+            self._fence = fence_seconds
             self._send(f"f{fence_seconds!r}\n")
         if ok_at is not None:
             self.heartbeat(ok_at)
+
+    def fenced(self) -> bool:
+        """Whether the fence holds now, judged as the guard process judges it: the last
+        heartbeat that got through is older than the fence time. A run registered then
+        is killed at once, so its command must not be let start (see launch.GATE)."""
+        with self._lock:
+            fence, ok_at = self._fence, self._ok_at
+        return fence is not None and ok_at is not None and time.monotonic() - ok_at > fence
 
     @property
     def pid(self) -> int | None:
@@ -183,6 +194,8 @@ class Guard:
 
     def heartbeat(self, sent_at: float) -> None:
         """A heartbeat sent at ``sent_at`` (time.monotonic()) got through."""
+        with self._lock:
+            self._ok_at = sent_at if self._ok_at is None else max(self._ok_at, sent_at)
         self._send(f"h{sent_at!r}\n")
 
     def hold(self, outcome: HeldOutcome) -> None:

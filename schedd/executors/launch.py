@@ -4,7 +4,10 @@ One function, :func:`launch_command`, turns a run's argv into what ``Popen`` exe
 every executor that starts processes (shell, python, the function executor's pool)
 starts them the same way:
 
-``/bin/sh -c JOIN sched-join PROCS... -- setpriv --pdeathsig KILL DROP... -- ARGV``
+``/bin/sh -c [GATE]JOIN sched-join PROCS... -- setpriv --pdeathsig KILL DROP... -- ARGV``
+
+- GATE (runs under a guard): wait on stdin for the worker's "go", written once the
+  guard knows the run's process group (see :data:`GATE`).
 
 - JOIN (only when the run has a cgroup) is a few lines of sh that write ``0`` (itself)
   into each ``cgroup.procs`` file given and exec the rest, so the task's first process
@@ -42,6 +45,14 @@ JOIN = (
     'shift; done; shift; exec "$@"'
 )
 
+# The start gate (shell and python runs under a guard): the first process reads its
+# stdin (a pipe from the worker) for "go", written once the run's group is registered
+# with the guard and the fence does not hold, then takes /dev/null as stdin. A worker
+# frozen or killed between the spawn and the registration never lets a command run
+# that its guard does not know (and so could not fence): on end-of-file or anything
+# else the process exits 125 without running it.
+GATE = 'read -r sched_go && [ "$sched_go" = go ] || exit 125; exec </dev/null; '
+
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 Preexec = Callable[[], None]
@@ -67,9 +78,14 @@ def setpriv_prefix() -> list[str] | None:
 
 
 def launch_command(
-    argv: Sequence[str], user: RunUser | None = None, cgroup_procs: Sequence[str] = ()
+    argv: Sequence[str],
+    user: RunUser | None = None,
+    cgroup_procs: Sequence[str] = (),
+    *,
+    gate: bool = False,
 ) -> tuple[list[str], Preexec | None]:
-    """The argv for Popen and, only without setpriv, the preexec_fn (see module doc)."""
+    """The argv for Popen and, only without setpriv, the preexec_fn (see module doc);
+    with ``gate`` the process first waits for "go" on its stdin (:data:`GATE`)."""
     prefix = setpriv_prefix()
     if prefix is not None:
         command = [*prefix, *drop_prefix(user), "--", *argv]
@@ -77,8 +93,11 @@ def launch_command(
     else:
         command = list(argv)
         preexec = _child_setup(os.getpid(), user)
+    script = GATE if gate else ""
     if cgroup_procs:
-        command = [SH, "-c", JOIN, "sched-join", *cgroup_procs, "--", *command]
+        command = [SH, "-c", script + JOIN, "sched-join", *cgroup_procs, "--", *command]
+    elif gate:
+        command = [SH, "-c", script + 'exec "$@"', "sched-gate", *command]
     return command, preexec
 
 

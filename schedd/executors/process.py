@@ -16,6 +16,7 @@ would linger as zombies and the group would never look empty).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -214,11 +215,14 @@ def run_process(
         program, path=env.get("PATH", os.defpath)
     ):
         return Outcome(Ending.failed, error=f"could not start {program!r}: no such program")
-    command, preexec = launch_command(argv, user, cgroup.procs_files if cgroup else ())
+    command, preexec = launch_command(
+        argv, user, cgroup.procs_files if cgroup else (), gate=guard is not None
+    )
+    gate_read, gate_write = os.pipe() if guard is not None else (-1, -1)
     try:
         proc = subprocess.Popen(
             command,
-            stdin=subprocess.DEVNULL,
+            stdin=gate_read if guard is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=cwd,
@@ -227,16 +231,31 @@ def run_process(
             preexec_fn=preexec,
         )
     except OSError as exc:
+        if guard is not None:
+            os.close(gate_write)
         return Outcome(
             Ending.failed,
             error=f"could not start {argv[0]!r}: {exc.strerror or exc}",
             duration=time.monotonic() - started,
         )
+    finally:
+        if guard is not None:
+            os.close(gate_read)
     pgid = proc.pid  # a new session's leader leads its own process group
     members = RunMembers(pgid, cgroup, run_id)
     LEADERS.add(pgid)
+    refused = False
     if guard is not None:
         guard.add(pgid, str(cgroup.kill_directory) if cgroup else None, run=run)
+        # The command starts only now that the guard knows its group, and only if the
+        # fence does not hold (a worker woken from a freeze must not start anything).
+        refused = guard.fenced()
+        with contextlib.suppress(OSError):
+            if not refused:
+                os.write(gate_write, b"go\n")
+        os.close(gate_write)
+        if refused:
+            stop.stop(StopReason.fenced, immediate=True)
     try:
         waiter = _Waiter(proc)
         waiter.sample([pgid])  # what exec left (Popen returns once the exec is done)
@@ -249,6 +268,8 @@ def run_process(
         if guard is not None:
             guard.remove(pgid)
     duration = time.monotonic() - started
+    if refused:
+        return Outcome(Ending.stopped, duration=duration)  # the command never started
     if guard is not None and ending is None and returncode == -signal.SIGKILL:
         fenced = guard.killed(pgid)
         guard.forget(pgid)

@@ -4,14 +4,19 @@ through, without the worker's help (it may be frozen), and says which it killed.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from schedd.config import WorkerSettings
 from schedd.executors.base import Ending, Outcome, StopReason, StopSignal
 from schedd.executors.function import FunctionExecutor
 from schedd.executors.guard import Guard
+from schedd.executors.launch import launch_command
 from schedd.executors.shell import ShellExecutor
 from tests.unit.test_executor_process import GRANDCHILDREN, Started
 from tests.workerkit import Sink, alive, pids_in, spec, wait_until
@@ -137,3 +142,50 @@ def test_a_call_sent_to_a_pool_the_fence_killed_is_handed_back_not_failed() -> N
     finally:
         executor.close()
         guard.close()
+
+
+def test_a_run_registered_while_the_fence_holds_never_starts_its_command(
+    tmp_path: Path,
+) -> None:
+    # A worker woken from a freeze past its fence: the guard kills whatever it is given,
+    # and the gate must not let the command start in the moment before that kill.
+    marker = tmp_path / "ran"
+    guard = Guard()
+    guard.start(fence_seconds=0.5, ok_at=time.monotonic() - 5)
+    try:
+        assert guard.fenced()
+        stop = StopSignal()
+        _, outcomes = run_with_guard(guard, f"touch {marker}", stop)
+        assert wait_until(lambda: bool(outcomes), 5)
+        assert outcomes[0].ending is Ending.stopped
+        assert stop.reason is StopReason.fenced
+        time.sleep(0.2)
+        assert not marker.exists()
+    finally:
+        guard.close()
+
+
+@pytest.mark.parametrize("said", [b"", b"no\n"])
+def test_the_gate_runs_nothing_without_go(tmp_path: Path, said: bytes) -> None:
+    # End-of-file (the worker died before registering the run) or anything but "go".
+    marker = tmp_path / "ran"
+    command, preexec = launch_command(["sh", "-c", f"touch {marker}"], gate=True)
+    read, write = os.pipe()
+    proc = subprocess.Popen(command, stdin=read, preexec_fn=preexec, start_new_session=True)
+    os.close(read)
+    os.write(write, said)
+    os.close(write)
+    assert proc.wait(10) == 125
+    assert not marker.exists()
+
+
+def test_the_gate_lets_the_command_run_on_go_with_dev_null_as_stdin(tmp_path: Path) -> None:
+    out = tmp_path / "stdin"
+    command, preexec = launch_command(["sh", "-c", f"cat > {out}; echo done >> {out}"], gate=True)
+    read, write = os.pipe()
+    proc = subprocess.Popen(command, stdin=read, preexec_fn=preexec, start_new_session=True)
+    os.close(read)
+    os.write(write, b"go\nthis is not for the task\n")
+    assert proc.wait(10) == 0
+    os.close(write)
+    assert out.read_text() == "done\n"
