@@ -2,6 +2,6 @@
 
 The interface is in :mod:`schedd.executors.base`; :mod:`schedd.executors.registry`
 builds the executors a worker offers. This package's ``__init__`` stays empty because
-the process guard (:mod:`schedd.executors.guard`) starts as ``python -m`` and should
+the process guard (:mod:`schedd.executors.guardproc`) starts as ``python -m`` and should
 import as little as possible.
 """

@@ -467,7 +467,7 @@ def finish_many(session: Session, finals: Sequence[Final]) -> set[int]:
 
 def recorded(session: Session, finals: Sequence[Final]) -> set[int]:
     """Those of ``finals`` whose run already ended as reported under the same claim
-    (the worker's guard wrote it: :mod:`schedd.executors.guard`)."""
+    (the worker's guard wrote it: :mod:`schedd.executors.guardproc`)."""
     if not finals:
         return set()
     rows = session.execute(

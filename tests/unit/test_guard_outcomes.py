@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from schedd.db import Database
-from schedd.executors import guard as guard_module
-from schedd.executors.guard import DatabaseAccess, Guard, HeldOutcome, Outcomes, Watch
+from schedd.executors import guardproc as guard_module
+from schedd.executors.guard import DatabaseAccess, Guard, HeldOutcome
+from schedd.executors.guardproc import Outcomes, Watch
 from schedd.models import RunStatus
 from schedd.services import claims
 from tests.workerkit import add_run, db_url, get_run, make_task, set_run, wait_until
@@ -153,7 +154,7 @@ def test_no_database_means_no_writer_thread() -> None:
 
 def test_the_guard_module_starts_without_the_database_code() -> None:
     code = (
-        "import sys, schedd.executors.guard as g; w = g.Watch(); "
+        "import sys, schedd.executors.guardproc as g; w = g.Watch(); "
         "w.handle(b'f1', 0); w.handle(b'h0', 0); w.check(5); "
         "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'schedd.db') if m in sys.modules))"
     )
