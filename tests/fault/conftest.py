@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from schedd.db import Database, create_database
 from tests.faultkit import Cluster
 
 
@@ -15,3 +16,10 @@ def cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
     cluster = Cluster(pg_url, tmp_path)
     yield cluster
     cluster.close()
+
+
+@pytest.fixture
+def database(pg_url: str) -> Iterator[Database]:
+    db = create_database(pg_url, max_connections=4)
+    yield db
+    db.dispose()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from schedd.db import Database, create_database
-from tests.fault.test_scheduler_processes import (
+from schedd.db import Database
+from tests.schedulerkit import (
     Schedulers,
     fired,
     insert_tasks,
@@ -31,19 +31,10 @@ SECONDS = 8
 
 
 @pytest.fixture
-def database(pg_url: str) -> Iterator[Database]:
-    db = create_database(pg_url, max_connections=4)
-    yield db
-    db.dispose()
-
-
-@pytest.fixture
 def schedulers(pg_url: str, tmp_path: Path) -> Iterator[Schedulers]:
     group = Schedulers(pg_url, tmp_path, max_clock_skew_seconds="2")
     yield group
-    for proc in group.procs.values():
-        proc.kill()
-        proc.wait(10)
+    group.close()
 
 
 @pytest.mark.skipif(not os.path.exists(FAKETIME), reason="libfaketime is not installed")

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from schedd.db import Database, create_database
-from tests.fault.test_scheduler_processes import (
+from schedd.db import Database
+from tests.schedulerkit import (
     Schedulers,
     fired,
     insert_tasks,
@@ -42,20 +42,10 @@ IDLE_TIMEOUT = "0.5"  # database.idle_in_transaction_session_timeout
 
 
 @pytest.fixture
-def database(pg_url: str) -> Iterator[Database]:
-    db = create_database(pg_url, max_connections=4)
-    yield db
-    db.dispose()
-
-
-@pytest.fixture
 def schedulers(pg_url: str, tmp_path: Path) -> Iterator[Schedulers]:
     group = Schedulers(pg_url, tmp_path, misfire_grace_seconds=GRACE)
     yield group
-    for proc in group.procs.values():
-        proc.send_signal(signal.SIGCONT)
-        proc.kill()
-        proc.wait(10)
+    group.close()
 
 
 def holds_row_locks(db: Database, pid: int) -> bool:
