@@ -236,7 +236,7 @@ def test_an_operator_works_through_the_dashboard(session: Session) -> None:
         greet = make(
             client,
             "greet",
-            'echo "hello $1"; for i in 1 2 3; do sleep 0.7; echo "tick $i"; done',
+            'echo "hello $1"; for i in 1 2 3; do sleep 2; echo "tick $i"; done',
             schedule="0 0 6 * * 1-5",
             timezone="America/New_York",
             dependencies=[extract],
